@@ -1,0 +1,212 @@
+"""The ticket cache (``cache.db``): a disposable copy of the clouds' tickets.
+
+One row per (barcode, source). Scans read it through :meth:`Cache.lookup`
+(one indexed query); sync and ``turnstilectl import`` write it. A full
+replacement of a source happens in one transaction, so a reader (WAL)
+sees either the old list or the new one, never half of each.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from turnstiled.rules import Ticket
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tickets (
+    barcode     TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    event       TEXT NOT NULL DEFAULT '',
+    status      TEXT NOT NULL DEFAULT 'valid',
+    zones       TEXT NOT NULL DEFAULT '',
+    valid_from  REAL,
+    valid_until REAL,
+    entries     TEXT NOT NULL DEFAULT 'single',
+    name        TEXT NOT NULL DEFAULT '',
+    ticket_id   TEXT NOT NULL DEFAULT '',
+    updated_at  REAL,
+    PRIMARY KEY (barcode, source)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tickets_source ON tickets (source);
+CREATE TABLE IF NOT EXISTS sources (
+    source          TEXT PRIMARY KEY,
+    last_full_sync  REAL,
+    last_sync       REAL,
+    last_attempt    REAL,
+    last_error      TEXT,
+    cursor          TEXT,
+    state           TEXT NOT NULL DEFAULT 'idle'
+);
+"""
+
+COLUMNS = (
+    "barcode", "source", "event", "status", "zones", "valid_from", "valid_until",
+    "entries", "name", "ticket_id", "updated_at",
+)
+_INSERT = (
+    f"INSERT OR REPLACE INTO tickets ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in COLUMNS)})"
+)
+_LOOKUP = (
+    "SELECT source, barcode, event, status, zones, valid_from, valid_until, entries, name, "
+    "ticket_id FROM tickets WHERE barcode = ?"
+)
+
+
+def encode_zones(zones: Iterable[str]) -> str:
+    zones = [z for z in zones if z]
+    return json.dumps(zones, separators=(",", ":")) if zones else ""
+
+
+def decode_zones(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text)) if text else ()
+
+
+def ticket_row(t: Ticket, updated_at: float | None = None) -> tuple[Any, ...]:
+    """The cache row of a ticket, in :data:`COLUMNS` order."""
+    return (
+        t.barcode, t.source, t.event, t.status, encode_zones(t.zones), t.valid_from,
+        t.valid_until, t.entries, t.name, t.ticket_id,
+        updated_at if updated_at is not None else time.time(),
+    )
+
+
+class Cache:
+    """The ticket cache database; one instance per thread."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                    check_same_thread=False)
+        self.db = sqlite_utils.Database(self.conn)
+        if not readonly:
+            self.db.enable_wal()
+            self.conn.executescript(SCHEMA)
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- the scan path ---------------------------------------------------
+    def lookup(self, barcode: str) -> Ticket | None:
+        """The ticket for *barcode*; a valid row wins over others, then the newest."""
+        rows = self.conn.execute(_LOOKUP, (barcode,)).fetchall()
+        if not rows:
+            return None
+        if len(rows) > 1:
+            rows.sort(key=lambda r: (r[3] != "valid", r[0]))
+        r = rows[0]
+        return Ticket(r[0], r[1], r[2], r[3], decode_zones(r[4]), r[5], r[6], r[7], r[8], r[9])
+
+    # -- writers ---------------------------------------------------------
+    def upsert(self, tickets: Iterable[Ticket], *, batch: int = 5000) -> int:
+        """Insert or update tickets, committing every *batch* rows."""
+        return self._write(self._rows(tickets), batch=batch)
+
+    def replace_source(self, source: str, tickets: Iterable[Ticket]) -> int:
+        """Swap the whole list of *source* for *tickets*, atomically."""
+        conn = self.conn
+        n = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM tickets WHERE source = ?", (source,))
+            for chunk in _chunks(self._rows(tickets), 5000):
+                if any(row[1] != source for row in chunk):
+                    raise ValueError(f"replace_source({source!r}) got a ticket of another source")
+                conn.executemany(_INSERT, chunk)
+                n += len(chunk)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return n
+
+    def delete(self, source: str, barcodes: Iterable[str]) -> None:
+        with self.conn:
+            self.conn.executemany(
+                "DELETE FROM tickets WHERE source = ? AND barcode = ?",
+                ((source, b) for b in barcodes),
+            )
+
+    def _write(self, rows: Iterator[tuple[Any, ...]], *, batch: int) -> int:
+        n = 0
+        for chunk in _chunks(rows, batch):
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.executemany(_INSERT, chunk)
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            n += len(chunk)
+        return n
+
+    @staticmethod
+    def _rows(tickets: Iterable[Ticket]) -> Iterator[tuple[Any, ...]]:
+        now = time.time()
+        for t in tickets:
+            yield ticket_row(t, now)
+
+    # -- freshness -------------------------------------------------------
+    def mark_sync(self, source: str, *, full: bool, ok: bool, error: str | None = None,
+                  cursor: str | None = None, state: str | None = None,
+                  now: float | None = None) -> None:
+        """Record a sync attempt of *source* (status shows it)."""
+        now = time.time() if now is None else now
+        self.conn.execute("INSERT OR IGNORE INTO sources (source) VALUES (?)", (source,))
+        sets = ["last_attempt = ?", "last_error = ?"]
+        args: list[Any] = [now, None if ok else (error or "failed")]
+        if ok:
+            sets.append("last_sync = ?")
+            args.append(now)
+            if full:
+                sets.append("last_full_sync = ?")
+                args.append(now)
+        if cursor is not None:
+            sets.append("cursor = ?")
+            args.append(cursor)
+        if state is not None:
+            sets.append("state = ?")
+            args.append(state)
+        self.conn.execute(f"UPDATE sources SET {', '.join(sets)} WHERE source = ?",
+                          (*args, source))
+
+    def sources(self) -> list[dict[str, Any]]:
+        """Each source's ticket count and sync record."""
+        counts = dict(self.conn.execute(
+            "SELECT source, COUNT(*) FROM tickets GROUP BY source").fetchall())
+        out = []
+        for row in self.db.query("SELECT * FROM sources ORDER BY source"):
+            row["tickets"] = counts.pop(row["source"], 0)
+            out.append(row)
+        for source, count in sorted(counts.items()):
+            out.append({"source": source, "tickets": count, "last_sync": None,
+                        "last_full_sync": None, "last_attempt": None, "last_error": None,
+                        "cursor": None, "state": "idle"})
+        return out
+
+    def cursor(self, source: str) -> str | None:
+        row = self.conn.execute("SELECT cursor FROM sources WHERE source = ?",
+                                (source,)).fetchone()
+        return row[0] if row else None
+
+
+def _chunks(rows: Iterator[tuple[Any, ...]] | Iterable[tuple[Any, ...]],
+            size: int) -> Iterator[list[tuple[Any, ...]]]:
+    chunk: list[tuple[Any, ...]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,247 @@
+"""Typed settings read from TOML, with defaults and one-line errors.
+
+Every key lives in a frozen dataclass below; ``config/turnstiled.toml``
+documents each one. A wrong or unknown key raises :class:`ConfigError`
+naming the key and the file, which the daemon prints as its only line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from turnstiled.errors import ConfigError
+from turnstiled.secret import Secret
+
+DEFAULT_PATH = "/etc/turnstiled/turnstiled.toml"
+ENV_VAR = "TURNSTILED_CONFIG"
+
+Direction = Literal["in", "out"]
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """Who this gate is and which tickets it admits (used by the pure rules)."""
+
+    id: str = "gate-1"
+    events: tuple[str, ...] = ()
+    zones: tuple[str, ...] = ()
+    early_entry_s: float = 0.0
+    late_entry_s: float = 0.0
+    debounce_s: float = 2.5
+    max_barcode_length: int = 128
+
+
+@dataclass(frozen=True)
+class HardwareSettings:
+    """GPIO pins (BCM numbers) and how the relay, lights and sensors are wired."""
+
+    relay_pin: int = 17
+    relay_active_high: bool = True
+    relay_idle: Literal["fail-secure", "fail-safe"] = "fail-secure"
+    relay_pulse_s: float = 1.0
+    green_led_pin: int | None = 22
+    red_led_pin: int | None = 27
+    leds_active_high: bool = True
+    buzzer_pin: int | None = 23
+    buzzer_active_high: bool = True
+    passage_pin: int | None = None
+    passage_active_high: bool = False
+    passage_pull: bool = True
+    passage_timeout_s: float = 8.0
+    fire_alarm_pin: int | None = None
+    fire_alarm_active_high: bool = False
+    fire_alarm_pull: bool = True
+
+
+@dataclass(frozen=True)
+class ScannerSettings:
+    """One barcode scanner: serial (pyserial) or USB HID keyboard wedge (evdev)."""
+
+    name: str
+    type: Literal["serial", "hid"]
+    direction: Direction = "in"
+    # serial
+    url: str = ""
+    baudrate: int = 9600
+    bytesize: Literal[5, 6, 7, 8] = 8
+    parity: Literal["N", "E", "O", "M", "S"] = "N"
+    stopbits: Literal[1, 2] = 1
+    terminator: Literal["CR", "LF", "CRLF", "TAB", "NONE"] = "CR"
+    idle_gap_s: float = 0.05
+    # hid
+    device: str = ""
+    layout: Literal["us", "uk", "de", "fr"] = "us"
+    grab: bool = True
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    """Where the databases and the control socket live."""
+
+    data_dir: str = "/var/lib/turnstiled"
+    control_socket: str = "/run/turnstiled/control.sock"
+
+    @property
+    def cache_db(self) -> Path:
+        return Path(self.data_dir) / "cache.db"
+
+    @property
+    def journal_db(self) -> Path:
+        return Path(self.data_dir) / "journal.db"
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """Logging level and target."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    target: Literal["auto", "journald", "stderr"] = "auto"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of one gate."""
+
+    path: str = "<defaults>"
+    gate: GateSettings = field(default_factory=GateSettings)
+    hardware: HardwareSettings = field(default_factory=HardwareSettings)
+    paths: PathSettings = field(default_factory=PathSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    scanner: tuple[ScannerSettings, ...] = ()
+    sources: dict[str, Any] = field(default_factory=dict)
+
+
+# Schemas of ``[sources.NAME]`` tables, registered by the backends package.
+SOURCE_SCHEMAS: dict[str, type] = {}
+
+
+def config_path(explicit: str | None = None) -> str:
+    """The file to read: ``--config``, then ``$TURNSTILED_CONFIG``, then the default."""
+    return explicit or os.environ.get(ENV_VAR) or DEFAULT_PATH
+
+
+def load(path: str | None = None) -> Config:
+    """Read and validate the TOML file at *path* (see :func:`config_path`)."""
+    path = config_path(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(path, None, "file not found") from None
+    except OSError as exc:
+        raise ConfigError(path, None, f"cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, None, f"not valid TOML: {exc}") from None
+    return from_dict(raw, path)
+
+
+def from_dict(raw: dict[str, Any], path: str = "<dict>") -> Config:
+    """Validate an already-parsed TOML document."""
+    known = {"gate", "hardware", "paths", "log", "scanner", "sources"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(path, key, f"unknown section (known: {', '.join(sorted(known))})")
+    scanners_raw = raw.get("scanner", [])
+    if not isinstance(scanners_raw, list):
+        raise ConfigError(path, "scanner", "must be an array of tables ([[scanner]])")
+    scanners = tuple(
+        _build(ScannerSettings, item, f"scanner[{i}]", path) for i, item in enumerate(scanners_raw)
+    )
+    names = [s.name for s in scanners]
+    for i, sc in enumerate(scanners):
+        if names.count(sc.name) > 1:
+            raise ConfigError(path, f"scanner[{i}].name", f"duplicate scanner name {sc.name!r}")
+        if sc.type == "serial" and not sc.url:
+            raise ConfigError(path, f"scanner[{i}].url", "required for a serial scanner")
+        if sc.type == "hid" and not sc.device:
+            raise ConfigError(path, f"scanner[{i}].device", "required for a hid scanner")
+    sources_raw = raw.get("sources", {})
+    if not isinstance(sources_raw, dict):
+        raise ConfigError(path, "sources", "must be a table")
+    sources: dict[str, Any] = {}
+    for name, table in sources_raw.items():
+        schema = SOURCE_SCHEMAS.get(name)
+        if schema is None:
+            known_src = ", ".join(sorted(SOURCE_SCHEMAS)) or "none"
+            raise ConfigError(path, f"sources.{name}", f"unknown source (known: {known_src})")
+        sources[name] = _build(schema, table, f"sources.{name}", path)
+    return Config(
+        path=path,
+        gate=_build(GateSettings, raw.get("gate", {}), "gate", path),
+        hardware=_build(HardwareSettings, raw.get("hardware", {}), "hardware", path),
+        paths=_build(PathSettings, raw.get("paths", {}), "paths", path),
+        log=_build(LogSettings, raw.get("log", {}), "log", path),
+        scanner=scanners,
+        sources=sources,
+    )
+
+
+def _build(cls: type, table: Any, prefix: str, path: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(path, prefix, "must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(path, f"{prefix}.{key}", "unknown key")
+        values[key] = _coerce(hints[key], value, f"{prefix}.{key}", path)
+    for name, f in fields.items():
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if no_default and name not in values:
+            raise ConfigError(path, f"{prefix}.{name}", "required key is missing")
+    for key, value in values.items():
+        if isinstance(value, float | int) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(path, f"{prefix}.{key}", "must not be negative")
+    return cls(**values)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Secret):
+        return "a secret"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _coerce(hint: Any, value: Any, key: str, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Secret:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(path, key, "expected a non-empty string")
+        return Secret(value)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key, path)
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise ConfigError(path, key, f"expected one of {choices}, got {_describe(value)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(path, key, f"expected a list, got {_describe(value)}")
+        return tuple(_coerce(args[0], v, f"{key}[{i}]", path) for i, v in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, key, f"expected true or false, got {_describe(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, key, f"expected an integer, got {_describe(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(path, key, f"expected a number, got {_describe(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, key, f"expected a string, got {_describe(value)}")
+        return value
+    raise ConfigError(path, key, f"unsupported setting type {hint!r}")  # pragma: no cover

@@ -1,0 +1,190 @@
+"""The scan journal (``journal.db``): the only record of what the gate did.
+
+Precious, unlike the cache: WAL with ``synchronous=FULL``, and one
+transaction per decision that appends the scan and updates the ticket's
+local usage together. :meth:`Journal.record` returns only after that
+commit, and the daemon moves the relay only after it returns. Nothing in
+the scan path deletes rows. Only this module writes the journal.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from turnstiled.rules import Decision, Usage
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS scans (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    nonce       TEXT NOT NULL UNIQUE,
+    at          REAL NOT NULL,
+    gate_id     TEXT NOT NULL,
+    scanner     TEXT NOT NULL,
+    direction   TEXT NOT NULL,
+    barcode     TEXT NOT NULL,
+    source      TEXT,
+    event       TEXT,
+    ticket_id   TEXT,
+    granted     INTEGER NOT NULL,
+    reason      TEXT NOT NULL,
+    detail      TEXT NOT NULL DEFAULT '',
+    passed      INTEGER,
+    upload      TEXT NOT NULL DEFAULT 'pending',
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    upload_note TEXT,
+    uploaded_at REAL
+);
+CREATE INDEX IF NOT EXISTS scans_upload ON scans (upload, id);
+CREATE TABLE IF NOT EXISTS usage (
+    barcode     TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    entries     INTEGER NOT NULL DEFAULT 0,
+    exits       INTEGER NOT NULL DEFAULT 0,
+    inside      INTEGER NOT NULL DEFAULT 0,
+    first_used  REAL,
+    last_at     REAL,
+    PRIMARY KEY (barcode, source)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      REAL NOT NULL,
+    kind    TEXT NOT NULL,
+    detail  TEXT NOT NULL DEFAULT ''
+);
+"""
+
+# Upload states of a scan row. ``local``: its source has no upload endpoint.
+UPLOAD_STATES = ("pending", "inflight", "confirmed", "rejected", "local")
+
+_INSERT_SCAN = (
+    "INSERT INTO scans (nonce, at, gate_id, scanner, direction, barcode, source, event, "
+    "ticket_id, granted, reason, detail, passed, upload) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_USAGE = (
+    "INSERT OR REPLACE INTO usage (barcode, source, entries, exits, inside, first_used, last_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """One decided scan, as it is written to the journal."""
+
+    at: float
+    gate_id: str
+    scanner: str
+    direction: str
+    barcode: str
+    decision: Decision
+    source: str | None = None
+    event: str | None = None
+    ticket_id: str | None = None
+    passed: bool | None = None
+    upload: str = "pending"
+
+
+class Journal:
+    """The journal database; one instance per thread that writes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                    check_same_thread=False)
+        self.db = sqlite_utils.Database(self.conn)
+        self.db.enable_wal()
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- the scan path ---------------------------------------------------
+    def usage(self, source: str, barcode: str) -> Usage:
+        row = self.conn.execute(
+            "SELECT entries, exits, inside, first_used FROM usage WHERE barcode = ? AND source = ?",
+            (barcode, source),
+        ).fetchone()
+        if row is None:
+            return Usage()
+        return Usage(row[0], row[1], bool(row[2]), row[3])
+
+    def record(self, scan: Scan, usage: Usage | None = None) -> int:
+        """Append *scan* and, if given, the ticket's new *usage*; durable on return."""
+        d = scan.decision
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.execute(_INSERT_SCAN, (
+                os.urandom(12).hex(), scan.at, scan.gate_id, scan.scanner, scan.direction,
+                scan.barcode, scan.source, scan.event, scan.ticket_id, int(d.granted),
+                d.reason, d.detail, None if scan.passed is None else int(scan.passed),
+                scan.upload,
+            ))
+            if usage is not None and scan.source is not None:
+                conn.execute(_UPSERT_USAGE, (
+                    scan.barcode, scan.source, usage.entries, usage.exits, int(usage.inside),
+                    usage.first_used, scan.at,
+                ))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return int(cur.lastrowid or 0)
+
+    def record_passage(self, scan_id: int, passed: bool, restore: Usage | None = None,
+                       source: str | None = None, barcode: str | None = None) -> None:
+        """Note whether the arm turned; if not, put the ticket's usage back (annul)."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "UPDATE scans SET passed = ?, detail = detail || ? WHERE id = ?",
+                (int(passed), "" if passed else " (not passed)", scan_id),
+            )
+            if not passed and restore is not None and source is not None and barcode is not None:
+                conn.execute(_UPSERT_USAGE, (
+                    barcode, source, restore.entries, restore.exits, int(restore.inside),
+                    restore.first_used, time.time(),
+                ))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def log_event(self, kind: str, detail: str = "", at: float | None = None) -> None:
+        """Journal a gate event that is not a scan (fire alarm, manual open, start)."""
+        with self.conn:
+            self.conn.execute("INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)",
+                              (time.time() if at is None else at, kind, detail))
+
+    # -- readers ---------------------------------------------------------
+    def recent(self, limit: int = 20, *, barcode: str | None = None,
+               since_id: int = 0) -> list[dict[str, Any]]:
+        """The newest scans first (optionally of one barcode)."""
+        where, args = "id > ?", [since_id]
+        if barcode is not None:
+            where += " AND barcode = ?"
+            args.append(barcode)
+        return list(self.db.query(
+            f"SELECT * FROM scans WHERE {where} ORDER BY id DESC LIMIT ?", (*args, limit)))
+
+    def events(self, limit: int = 20) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,)))
+
+    def counts(self) -> dict[str, int]:
+        """How many scans are in each upload state."""
+        return dict(self.conn.execute(
+            "SELECT upload, COUNT(*) FROM scans GROUP BY upload").fetchall())
+
+    def iter_all(self) -> Iterator[dict[str, Any]]:
+        yield from self.db.query("SELECT * FROM scans ORDER BY id")

@@ -1,0 +1,155 @@
+"""The gate's decision: a pure function of ticket, usage, settings and time.
+
+Nothing here does I/O. ``decide`` is called on every scan (and by
+``turnstilectl lookup``) with what the cache and the journal know; it
+returns a :class:`Decision` whose ``reason`` is a stable code shown in the
+journal, the CLI's ``--json`` output and the cloud uploads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Stable reason codes (an interface: CLI --json, journal, README).
+GRANTED = "granted"
+EXIT = "exit"
+UNKNOWN = "unknown"
+UNREADABLE = "unreadable"
+INVALID = "invalid"
+CANCELLED = "cancelled"
+WRONG_EVENT = "wrong_event"
+WRONG_ZONE = "wrong_zone"
+NOT_YET_VALID = "not_yet_valid"
+EXPIRED = "expired"
+ALREADY_USED = "already_used"
+ALREADY_INSIDE = "already_inside"
+REENTRY_NOT_ALLOWED = "reentry_not_allowed"
+
+DENY_REASONS = (
+    UNKNOWN, UNREADABLE, INVALID, CANCELLED, WRONG_EVENT, WRONG_ZONE,
+    NOT_YET_VALID, EXPIRED, ALREADY_USED, ALREADY_INSIDE, REENTRY_NOT_ALLOWED,
+)
+
+STATUSES = ("valid", "invalid", "cancelled")
+POLICIES = ("single", "reentry", "unlimited")
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """One ticket as the cache holds it (times are Unix seconds, UTC)."""
+
+    source: str
+    barcode: str
+    event: str = ""
+    status: str = "valid"
+    zones: tuple[str, ...] = ()
+    valid_from: float | None = None
+    valid_until: float | None = None
+    entries: str = "single"
+    name: str = ""
+    ticket_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What this gate (or its peers, after sync) knows a ticket has done."""
+
+    entries: int = 0
+    exits: int = 0
+    inside: bool = False
+    first_used: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSettings:
+    """The part of the gate configuration the rules read."""
+
+    events: tuple[str, ...] = ()
+    zones: tuple[str, ...] = ()
+    early_entry_s: float = 0.0
+    late_entry_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Open or not, and why."""
+
+    granted: bool
+    reason: str
+    detail: str = ""
+
+
+def parse_policy(text: str) -> str | int:
+    """``single`` | ``reentry`` | ``unlimited`` | a positive entry count."""
+    text = text.strip().lower()
+    if text in POLICIES:
+        return text
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise ValueError(f"entry policy must be single, reentry, unlimited or a number >= 1: {text!r}")
+
+
+def unreadable(detail: str = "") -> Decision:
+    """The decision for a scan the normaliser rejected."""
+    return Decision(False, UNREADABLE, detail or "barcode could not be read")
+
+
+def decide(
+    ticket: Ticket | None,
+    usage: Usage,
+    settings: RuleSettings,
+    now: float,
+    direction: str = "in",
+) -> Decision:
+    """Decide one scan at a scanner facing *direction* (``in`` or ``out``)."""
+    if ticket is None:
+        return Decision(False, UNKNOWN, "ticket not in cache")
+    if direction == "out":
+        # Never trap anyone: a known ticket may always leave.
+        return Decision(True, EXIT, "leaving")
+    if ticket.status == "cancelled":
+        return Decision(False, CANCELLED, "ticket cancelled")
+    if ticket.status != "valid":
+        return Decision(False, INVALID, f"ticket status {ticket.status}")
+    if settings.events and ticket.event not in settings.events:
+        return Decision(False, WRONG_EVENT, f"ticket is for event {ticket.event or '?'}")
+    if settings.zones and ticket.zones and not set(ticket.zones) & set(settings.zones):
+        return Decision(False, WRONG_ZONE, f"ticket zones {', '.join(ticket.zones)}")
+    if ticket.valid_from is not None and now < ticket.valid_from - settings.early_entry_s:
+        return Decision(False, NOT_YET_VALID, "before the ticket's entry window")
+    if ticket.valid_until is not None and now > ticket.valid_until + settings.late_entry_s:
+        return Decision(False, EXPIRED, "after the ticket's entry window")
+    return _check_entries(ticket, usage)
+
+
+def _check_entries(ticket: Ticket, usage: Usage) -> Decision:
+    try:
+        policy = parse_policy(ticket.entries)
+    except ValueError:
+        return Decision(False, INVALID, f"bad entry policy {ticket.entries!r}")
+    if policy == "unlimited":
+        return Decision(True, GRANTED, "unlimited entries")
+    if policy == "reentry":
+        if usage.inside:
+            return Decision(False, ALREADY_INSIDE, "entered and has not left")
+        return Decision(True, GRANTED, "re-entry" if usage.entries else "first entry")
+    if policy == "single":
+        if usage.entries == 0:
+            return Decision(True, GRANTED, "first entry")
+        if usage.exits and not usage.inside:
+            return Decision(False, REENTRY_NOT_ALLOWED, "single-entry ticket already left")
+        return Decision(False, ALREADY_USED, "single-entry ticket already used")
+    assert isinstance(policy, int)
+    if usage.entries >= policy:
+        return Decision(False, ALREADY_USED, f"{usage.entries} of {policy} entries used")
+    return Decision(True, GRANTED, f"entry {usage.entries + 1} of {policy}")
+
+
+def apply(usage: Usage, decision: Decision, direction: str, now: float) -> Usage:
+    """The usage after *decision* took effect (the journal stores the result)."""
+    if not decision.granted:
+        return usage
+    if direction == "out":
+        return Usage(usage.entries, usage.exits + 1, False, usage.first_used)
+    first = usage.first_used if usage.first_used is not None else now
+    return Usage(usage.entries + 1, usage.exits, True, first)
