@@ -9,7 +9,6 @@ sees either the old list or the new one, never half of each.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
+from turnstiled.db import connect
 from turnstiled.rules import Ticket
 
 SCHEMA = """
@@ -85,8 +85,7 @@ class Cache:
         self.path = Path(path)
         if not readonly:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                    check_same_thread=False)
+        self.conn = connect(self.path, readonly)
         self.db = sqlite_utils.Database(self.conn)
         if not readonly:
             self.db.enable_wal()

@@ -10,7 +10,6 @@ the scan path deletes rows. Only this module writes the journal.
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
+from turnstiled.db import connect
 from turnstiled.rules import Decision, Usage
 
 SCHEMA = """
@@ -95,11 +95,14 @@ class Scan:
 class Journal:
     """The journal database; one instance per thread that writes."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        if readonly:
+            self.conn = connect(self.path, readonly=True)
+            self.db = sqlite_utils.Database(self.conn)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                    check_same_thread=False)
+        self.conn = connect(self.path, readonly=False)
         self.db = sqlite_utils.Database(self.conn)
         self.db.enable_wal()
         self.conn.execute("PRAGMA synchronous=FULL")

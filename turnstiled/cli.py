@@ -1,0 +1,235 @@
+"""``turnstilectl``: the technician's command line.
+
+Every command honours ``--config`` (or ``$TURNSTILED_CONFIG``) and
+``--json``. Reading commands open the databases read-only; ``open``,
+``hold`` and ``release`` ask the running daemon over its control socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from turnstiled import config as config_mod
+from turnstiled import importer
+from turnstiled.cache import Cache
+from turnstiled.config import Config
+from turnstiled.control import request
+from turnstiled.errors import ConfigError, ControlError, ImportFileError
+from turnstiled.journal import Journal
+from turnstiled.pipeline import ScanPipeline
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def age(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "never"
+    s = max(0, int(now - ts))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit} ago"
+    return f"{s}s ago"
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if args.json else text)
+
+
+# -- commands --------------------------------------------------------------
+def cmd_import(cfg: Config, args: argparse.Namespace) -> int:
+    tickets = importer.read_file(args.file, cfg.gate.max_barcode_length)
+    cache = Cache(cfg.paths.cache_db)
+    try:
+        if args.replace:
+            n = cache.replace_source(importer.SOURCE, tickets)
+        else:
+            n = cache.upsert(tickets)
+        cache.mark_sync(importer.SOURCE, full=args.replace, ok=True)
+    finally:
+        cache.close()
+    mode = "replaced the local list with" if args.replace else "imported"
+    _emit(args, {"imported": n, "source": importer.SOURCE, "replace": args.replace,
+                 "file": args.file}, f"{mode} {n} ticket(s) from {args.file}")
+    return 0
+
+
+def _open_readonly(cfg: Config) -> tuple[Cache | None, Journal | None]:
+    try:
+        cache: Cache | None = Cache(cfg.paths.cache_db, readonly=True)
+    except (FileNotFoundError, OSError):
+        cache = None
+    try:
+        journal: Journal | None = Journal(cfg.paths.journal_db, readonly=True)
+    except (FileNotFoundError, OSError):
+        journal = None
+    return cache, journal
+
+
+def cmd_lookup(cfg: Config, args: argparse.Namespace) -> int:
+    cache, journal = _open_readonly(cfg)
+    if cache is None:
+        cache = Cache(":memory:")
+    try:
+        ev = ScanPipeline(cfg, cache, journal).evaluate(args.barcode.encode(), args.direction)
+    finally:
+        cache.close()
+        if journal is not None:
+            journal.close()
+    t, u, d = ev.ticket, ev.usage, ev.decision
+    data = {
+        "barcode": ev.barcode, "granted": d.granted, "reason": d.reason, "detail": d.detail,
+        "direction": ev.direction,
+        "ticket": None if t is None else {
+            "source": t.source, "event": t.event, "status": t.status, "zones": list(t.zones),
+            "valid_from": iso(t.valid_from), "valid_until": iso(t.valid_until),
+            "entries": t.entries, "name": t.name, "ticket_id": t.ticket_id},
+        "usage": {"entries": u.entries, "exits": u.exits, "inside": u.inside,
+                  "first_used": iso(u.first_used)},
+    }
+    verdict = "GRANT" if d.granted else "DENY"
+    lines = [f"{verdict}  {d.reason}: {d.detail}", f"barcode  {ev.barcode}"]
+    if t is not None:
+        lines += [f"ticket   {t.source} event={t.event or '-'} status={t.status} "
+                  f"zones={','.join(t.zones) or '-'} entries={t.entries}",
+                  f"window   {iso(t.valid_from) or '-'} .. {iso(t.valid_until) or '-'}",
+                  f"usage    {u.entries} entries, {u.exits} exits, "
+                  f"{'inside' if u.inside else 'outside'}"]
+    _emit(args, data, "\n".join(lines))
+    return 0 if d.granted else 1
+
+
+def scan_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"], "nonce": row["nonce"], "at": iso(row["at"]),
+        "gate_id": row["gate_id"], "scanner": row["scanner"], "direction": row["direction"],
+        "barcode": row["barcode"], "granted": bool(row["granted"]), "reason": row["reason"],
+        "detail": row["detail"], "source": row["source"], "event": row["event"],
+        "passed": None if row["passed"] is None else bool(row["passed"]),
+        "upload": row["upload"], "upload_note": row["upload_note"],
+    }
+
+
+def cmd_scans(cfg: Config, args: argparse.Namespace) -> int:
+    _, journal = _open_readonly(cfg)
+    rows = [] if journal is None else journal.recent(args.limit, barcode=args.barcode)
+    data = [scan_json(r) for r in rows]
+    lines = [f"{'ID':>7}  {'TIME (UTC)':<23}  {'SCANNER':<10} DIR {'RESULT':<6} "
+             f"{'REASON':<20} {'UPLOAD':<9} BARCODE"]
+    for s in data:
+        lines.append(f"{s['id']:>7}  {s['at']:<23}  {s['scanner'][:10]:<10} {s['direction']:<3} "
+                     f"{'GRANT' if s['granted'] else 'DENY':<6} {s['reason']:<20} "
+                     f"{s['upload']:<9} {s['barcode']}")
+    _emit(args, data, "\n".join(lines) if data else "no scans journaled")
+    return 0
+
+
+def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
+    now = time.time()
+    cache, journal = _open_readonly(cfg)
+    sources = cache.sources() if cache is not None else []
+    counts = journal.counts() if journal is not None else {}
+    try:
+        daemon: dict[str, Any] | None = request(cfg.paths.control_socket, "status")
+        daemon.pop("ok", None)
+    except ControlError as exc:
+        daemon = None
+        daemon_error = str(exc)
+    data = {
+        "gate_id": cfg.gate.id, "config": cfg.path,
+        "daemon": daemon or {"running": False, "error": daemon_error},
+        "sources": [{**s, "sync_age_s": None if s.get("last_sync") is None
+                     else round(now - s["last_sync"], 1)} for s in sources],
+        "journal": counts,
+    }
+    lines = [f"gate {cfg.gate.id}  ({cfg.path})"]
+    if daemon:
+        g = daemon["gate"]
+        lines.append(f"daemon   running {daemon['uptime_s']}s  relay={g['relay']}"
+                     f"{'  FIRE ALARM' if g['fire_alarm'] else ''}")
+        for s in daemon["scanners"]:
+            state = "connected" if s["connected"] else f"DISCONNECTED ({s['last_error']})"
+            lines.append(f"scanner  {s['name']}: {state}")
+        if daemon["stale_loops"]:
+            lines.append(f"ALARM    loops not progressing: {', '.join(daemon['stale_loops'])}")
+    else:
+        lines.append(f"daemon   not running ({daemon_error})")
+    for s in sources:
+        err = f"  ERROR {s['last_error']}" if s.get("last_error") else ""
+        lines.append(f"source   {s['source']:<14} {s['tickets']:>9} tickets  "
+                     f"synced {age(s.get('last_sync'), now)}{err}")
+    if not sources:
+        lines.append("source   none: the cache is empty (turnstilectl import FILE)")
+    lines.append("journal  " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                                or "empty"))
+    for db in (cache, journal):
+        if db is not None:
+            db.close()
+    _emit(args, data, "\n".join(lines))
+    return 0
+
+
+def _control(cmd: str) -> Any:
+    def run(cfg: Config, args: argparse.Namespace) -> int:
+        reply = request(cfg.paths.control_socket, cmd, by="turnstilectl")
+        reply.pop("ok", None)
+        _emit(args, reply, f"{cmd}: relay {reply['gate']['relay']}")
+        return 0
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand's own (absent) flag must not reset the global one.
+    common.add_argument("--config", default=argparse.SUPPRESS, help=f"TOML file (default ${config_mod.ENV_VAR} or "
+                        f"{config_mod.DEFAULT_PATH})")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="machine-readable output")
+    p = argparse.ArgumentParser(prog="turnstilectl", parents=[common],
+                                description="technician's tool for a turnstiled gate")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("import", parents=[common], help="load a CSV or JSON guest list")
+    s.add_argument("file")
+    s.add_argument("--replace", action="store_true",
+                   help="replace the whole local list instead of adding to it")
+    s.set_defaults(fn=cmd_import)
+    s = sub.add_parser("lookup", parents=[common],
+                       help="what the gate would decide for BARCODE now (nothing is journaled)")
+    s.add_argument("barcode")
+    s.add_argument("--direction", choices=("in", "out"), default="in")
+    s.set_defaults(fn=cmd_lookup)
+    s = sub.add_parser("scans", parents=[common], help="the newest journaled scans")
+    s.add_argument("--limit", type=int, default=20)
+    s.add_argument("--barcode")
+    s.set_defaults(fn=cmd_scans)
+    s = sub.add_parser("status", parents=[common], help="daemon, sources and journal at a glance")
+    s.set_defaults(fn=cmd_status)
+    for name, helptext in (("open", "pulse the relay once (journaled)"),
+                           ("hold", "hold the arm free until 'release'"),
+                           ("release", "end a hold")):
+        s = sub.add_parser(name, parents=[common], help=helptext)
+        s.set_defaults(fn=_control(name))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.json = getattr(args, "json", False)
+    try:
+        cfg = config_mod.load(getattr(args, "config", None))
+        return int(args.fn(cfg, args))
+    except (ConfigError, ImportFileError, ControlError) as exc:
+        print(f"turnstilectl: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""The daemon: wires scanners -> pipeline -> journal -> gate, and talks to systemd.
+
+Threads: one per scanner (reading frames), one decision worker (the only
+writer of the journal, so scans are decided strictly one after another),
+the control socket, and the main thread, which waits for SIGTERM/SIGINT
+and pings the watchdog while the worker shows progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import queue
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from gpiozero.pins import Factory
+
+from turnstiled import config as config_mod
+from turnstiled import logs, sdnotify
+from turnstiled.cache import Cache
+from turnstiled.config import Config, ScannerSettings
+from turnstiled.control import ControlServer
+from turnstiled.errors import ConfigError
+from turnstiled.gate import Gate
+from turnstiled.journal import Journal
+from turnstiled.pipeline import Outcome, ScanPipeline
+
+logger = logging.getLogger(__name__)
+
+EX_CONFIG = 78  # sysexits: configuration error (systemd: RestartPreventExitStatus)
+_STOP = object()
+
+
+class Scanner(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+    def stop(self, timeout: float = 1.0) -> None: ...
+    @property
+    def connected(self) -> bool: ...
+    @property
+    def last_error(self) -> str | None: ...
+
+
+def make_scanner(sc: ScannerSettings, on_frame: Callable[[bytes, float], None]) -> Scanner:
+    """The scanner reader a ``[[scanner]]`` table describes."""
+    if sc.type == "serial":
+        from turnstiled.scanners.serial import SerialScanner
+        return SerialScanner(sc.name, sc.url, on_frame, baudrate=sc.baudrate,
+                             bytesize=sc.bytesize, parity=sc.parity, stopbits=sc.stopbits,
+                             terminator=sc.terminator, idle_gap=sc.idle_gap_s)
+    from turnstiled.scanners.hid import HidScanner
+    return HidScanner(sc.name, sc.device, on_frame, layout=sc.layout, grab=sc.grab)
+
+
+class Daemon:
+    """One running gate."""
+
+    def __init__(self, cfg: Config, pin_factory: Factory | None = None,
+                 on_outcome: Callable[[Outcome], None] | None = None) -> None:
+        self.cfg = cfg
+        self.started = time.time()
+        self.heartbeats = sdnotify.Heartbeats()
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.recent: deque[Outcome] = deque(maxlen=20)
+        self._on_outcome = on_outcome
+        self.stopping = threading.Event()
+        self.cache = Cache(cfg.paths.cache_db)
+        self.journal = Journal(cfg.paths.journal_db)
+        self.gate = Gate(cfg.hardware, pin_factory, on_fire_alarm=self._fire_alarm)
+        self.pipeline = ScanPipeline(cfg, self.cache, self.journal, self.gate,
+                                     on_outcome=self._outcome)
+        self.scanners: list[Scanner] = [
+            make_scanner(sc, self._frame_sink(sc)) for sc in cfg.scanner]
+        self.control = ControlServer(cfg.paths.control_socket, {
+            "status": self._cmd_status, "open": self._cmd_open,
+            "hold": self._cmd_hold, "release": self._cmd_release,
+        })
+        self._worker = threading.Thread(target=self._work, name="decide", daemon=True)
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> None:
+        self.journal.log_event("start", f"gate {self.cfg.gate.id}")
+        self.heartbeats.register("decide", 5.0)
+        self._worker.start()
+        for s in self.scanners:
+            s.start()
+        self.control.start()
+        logger.info("gate %s ready with %d scanner(s)", self.cfg.gate.id, len(self.scanners))
+
+    def stop(self) -> None:
+        """Lock the gate and stop every thread; bounded (well under 2 s)."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        self.gate.safe_idle()
+        stoppers = [threading.Thread(target=s.stop, kwargs={"timeout": 1.0}, daemon=True)
+                    for s in self.scanners]
+        for t in stoppers:
+            t.start()
+        self.control.stop()
+        self.queue.put(_STOP)
+        for t in stoppers:
+            t.join(1.2)
+        self._worker.join(1.0)
+        if self._worker.is_alive():
+            logger.error("decision worker did not stop in time")
+        self.gate.close()
+        self.journal.log_event("stop", "")
+        self.journal.close()
+        self.cache.close()
+
+    # -- the scan path ---------------------------------------------------
+    def _frame_sink(self, sc: ScannerSettings) -> Callable[[bytes, float], None]:
+        def sink(raw: bytes, t_read: float) -> None:
+            self.queue.put((raw, sc.name, sc.direction, t_read))
+        return sink
+
+    def submit(self, raw: bytes, scanner: str = "manual", direction: str = "in") -> None:
+        """Queue a frame as if *scanner* had read it (demo keyboard, tests)."""
+        self.queue.put((raw, scanner, direction, time.monotonic()))
+
+    def _work(self) -> None:
+        while True:
+            try:
+                item = self.queue.get(timeout=1.0)
+            except queue.Empty:
+                self.heartbeats.beat("decide")
+                continue
+            self.heartbeats.beat("decide")
+            if item is _STOP:
+                return
+            raw, scanner, direction, t_read = item
+            try:
+                self.pipeline.handle(raw, scanner, direction, t_read)
+            except Exception:
+                # The journal commit failed or the gate raised: never open blind.
+                logger.exception("scan from %s could not be processed; gate stays locked",
+                                 scanner)
+                self.gate.deny()
+
+    def _outcome(self, outcome: Outcome) -> None:
+        self.recent.appendleft(outcome)
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+
+    def _fire_alarm(self, active: bool) -> None:
+        self._log_event("fire_alarm", "active" if active else "cleared")
+
+    def _log_event(self, kind: str, detail: str) -> None:
+        # Called from gpiozero's and the control socket's threads: the worker's
+        # connection is its own, so use a short-lived one (SQLite serialises).
+        journal = Journal(self.cfg.paths.journal_db)
+        try:
+            journal.log_event(kind, detail)
+        finally:
+            journal.close()
+
+    # -- control commands ------------------------------------------------
+    def _cmd_status(self, _req: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "gate_id": self.cfg.gate.id,
+            "uptime_s": round(time.time() - self.started, 1),
+            "gate": self.gate.state(),
+            "scanners": [{"name": s.name, "connected": s.connected,
+                          "last_error": s.last_error} for s in self.scanners],
+            "stale_loops": self.heartbeats.stale(),
+            "queue": self.queue.qsize(),
+        }
+
+    def _cmd_open(self, req: dict[str, Any]) -> dict[str, Any]:
+        who = str(req.get("by", "technician"))[:64]
+        self.gate.grant()
+        self._log_event("manual_open", who)
+        return {"gate": self.gate.state()}
+
+    def _cmd_hold(self, req: dict[str, Any]) -> dict[str, Any]:
+        self.gate.hold_open(True)
+        self._log_event("hold_open", str(req.get("by", "technician"))[:64])
+        return {"gate": self.gate.state()}
+
+    def _cmd_release(self, req: dict[str, Any]) -> dict[str, Any]:
+        self.gate.hold_open(False)
+        self._log_event("release", str(req.get("by", "technician"))[:64])
+        return {"gate": self.gate.state()}
+
+
+def run(cfg: Config, pin_factory: Factory | None = None) -> int:
+    """Run until SIGTERM/SIGINT; the process's whole life under systemd."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        logger.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon = Daemon(cfg, pin_factory)
+    try:
+        daemon.start()
+        sdnotify.notify("READY=1\nSTATUS=gate %s ready" % cfg.gate.id)
+        interval = sdnotify.watchdog_interval()
+        while not stop.wait(interval or 1.0):
+            stale = daemon.heartbeats.stale()
+            if interval is not None and not stale:
+                sdnotify.notify("WATCHDOG=1")
+            elif stale:
+                logger.warning("loop(s) not progressing: %s; withholding watchdog",
+                               ", ".join(stale))
+    finally:
+        sdnotify.notify("STOPPING=1")
+        daemon.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="turnstiled", description="ticket turnstile daemon")
+    parser.add_argument("--config", help=f"TOML file (default ${config_mod.ENV_VAR} "
+                        f"or {config_mod.DEFAULT_PATH})")
+    parser.add_argument("--check", action="store_true",
+                        help="validate the configuration and exit")
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_mod.load(args.config)
+    except ConfigError as exc:
+        print(f"turnstiled: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    if args.check:
+        print(f"turnstiled: {cfg.path}: configuration OK")
+        return 0
+    logs.setup(cfg.log)
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

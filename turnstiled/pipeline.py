@@ -1,0 +1,129 @@
+"""Where a barcode goes: normalise -> debounce -> look up -> decide -> journal -> gate.
+
+:class:`ScanPipeline` is the scan path. It runs in one thread (the
+daemon's decision worker), owns its cache reader and journal writer, and
+moves the gate only after the journal's commit has returned.
+:meth:`ScanPipeline.evaluate` is the same path without side effects, for
+``turnstilectl lookup``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from turnstiled import rules
+from turnstiled.cache import Cache
+from turnstiled.config import Config
+from turnstiled.gate import Gate
+from turnstiled.journal import Journal, Scan
+from turnstiled.rules import Decision, RuleSettings, Ticket, Usage
+from turnstiled.scanners.decode import Debouncer, normalise
+
+logger = logging.getLogger(__name__)
+
+# Sources whose scans stay on the gate: they have no upload endpoint.
+LOCAL_ONLY_SOURCES = frozenset({"local", "crowdmanager", "octopus"})
+
+
+def mask(barcode: str) -> str:
+    """A barcode as logs may show it: only its last four characters."""
+    return "…" + barcode[-4:] if len(barcode) > 4 else "…"
+
+
+def rule_settings(cfg: Config) -> RuleSettings:
+    g = cfg.gate
+    return RuleSettings(g.events, g.zones, g.early_entry_s, g.late_entry_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What the gate would decide for one scan, and from what."""
+
+    barcode: str
+    direction: str
+    decision: Decision
+    ticket: Ticket | None
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A decided and journaled scan."""
+
+    scan_id: int
+    evaluation: Evaluation
+    passed: bool | None
+
+
+class ScanPipeline:
+    """The scan path of one gate."""
+
+    def __init__(self, cfg: Config, cache: Cache, journal: Journal | None,
+                 gate: Gate | None = None, *, clock: Callable[[], float] = time.time,
+                 on_outcome: Callable[[Outcome], None] | None = None) -> None:
+        self.cfg = cfg
+        self.cache = cache
+        self.journal = journal
+        self.gate = gate
+        self.clock = clock
+        self.settings = rule_settings(cfg)
+        self.debouncer = Debouncer(cfg.gate.debounce_s)
+        self.on_outcome = on_outcome
+
+    def evaluate(self, raw: bytes, direction: str = "in",
+                 now: float | None = None) -> Evaluation:
+        """Decide *raw* as a scan would, without journaling or moving anything."""
+        now = self.clock() if now is None else now
+        norm = normalise(raw, self.cfg.gate.max_barcode_length)
+        if norm.text is None:
+            text = raw[:256].decode("utf-8", "backslashreplace")
+            return Evaluation(text, direction, rules.unreadable(), None, Usage())
+        ticket = self.cache.lookup(norm.text)
+        usage = Usage()
+        if ticket is not None and self.journal is not None:
+            usage = self.journal.usage(ticket.source, ticket.barcode)
+        decision = rules.decide(ticket, usage, self.settings, now, direction)
+        return Evaluation(norm.text, direction, decision, ticket, usage)
+
+    def handle(self, raw: bytes, scanner: str, direction: str,
+               t_read: float | None = None) -> Outcome | None:
+        """Process one frame from *scanner*; None when it was a debounced repeat."""
+        assert self.journal is not None, "handle() needs the journal"
+        now = self.clock()
+        mono = time.monotonic() if t_read is None else t_read
+        ev = self.evaluate(raw, direction, now)
+        if ev.decision.reason != rules.UNREADABLE and self.debouncer.seen(
+                f"{scanner}\x00{ev.barcode}", mono):
+            return None
+        t = ev.ticket
+        new_usage = rules.apply(ev.usage, ev.decision, direction, now)
+        source = t.source if t is not None else None
+        upload = "local" if source is None or source in LOCAL_ONLY_SOURCES else "pending"
+        scan_id = self.journal.record(
+            Scan(now, self.cfg.gate.id, scanner, direction, ev.barcode, ev.decision,
+                 source, t.event if t else None, t.ticket_id if t else None, None, upload),
+            new_usage if ev.decision.granted else None,
+        )
+        passed: bool | None = None
+        if self.gate is not None:
+            if ev.decision.granted:
+                self.gate.grant()
+                if self.gate.has_passage_sensor:
+                    passed = self.gate.wait_passage()
+                    self.journal.record_passage(scan_id, passed, ev.usage, source, ev.barcode)
+            else:
+                self.gate.deny()
+        logger.info(
+            "scan %s at %s: %s (%s)", mask(ev.barcode), scanner,
+            "GRANTED" if ev.decision.granted else "DENIED", ev.decision.reason,
+            extra={"SCAN_ID": scan_id, "SCAN_REASON": ev.decision.reason,
+                   "SCAN_GRANTED": int(ev.decision.granted), "SCANNER": scanner,
+                   "TICKET_SOURCE": source or "", "PASSED": "" if passed is None else int(passed)},
+        )
+        outcome = Outcome(scan_id, ev, passed)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+        return outcome
