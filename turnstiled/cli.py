@@ -189,7 +189,8 @@ def _control(cmd: str) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a subcommand's own (absent) flag must not reset the global one.
-    common.add_argument("--config", default=argparse.SUPPRESS, help=f"TOML file (default ${config_mod.ENV_VAR} or "
+    common.add_argument("--config", default=argparse.SUPPRESS,
+                        help=f"TOML file (default ${config_mod.ENV_VAR} or "
                         f"{config_mod.DEFAULT_PATH})")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="machine-readable output")

@@ -204,7 +204,7 @@ def run(cfg: Config, pin_factory: Factory | None = None) -> int:
     daemon = Daemon(cfg, pin_factory)
     try:
         daemon.start()
-        sdnotify.notify("READY=1\nSTATUS=gate %s ready" % cfg.gate.id)
+        sdnotify.notify(f"READY=1\nSTATUS=gate {cfg.gate.id} ready")
         interval = sdnotify.watchdog_interval()
         while not stop.wait(interval or 1.0):
             stale = daemon.heartbeats.stale()

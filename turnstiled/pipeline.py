@@ -20,7 +20,7 @@ from turnstiled.config import Config
 from turnstiled.gate import Gate
 from turnstiled.journal import Journal, Scan
 from turnstiled.rules import Decision, RuleSettings, Ticket, Usage
-from turnstiled.scanners.decode import Debouncer, normalise
+from turnstiled.scanners.decode import Debouncer, normalise, printable
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +79,7 @@ class ScanPipeline:
         now = self.clock() if now is None else now
         norm = normalise(raw, self.cfg.gate.max_barcode_length)
         if norm.text is None:
-            text = raw[:256].decode("utf-8", "backslashreplace")
-            return Evaluation(text, direction, rules.unreadable(), None, Usage())
+            return Evaluation(printable(raw), direction, rules.unreadable(), None, Usage())
         ticket = self.cache.lookup(norm.text)
         usage = Usage()
         if ticket is not None and self.journal is not None:

@@ -1,0 +1,183 @@
+"""Scan-to-relay latency, peak RSS and start-to-ready with a large ticket cache.
+
+Usage: ``scripts/bench latency [--tickets 1000000] [--scans 2000]``
+
+1. Fills a cache with N tickets (through :class:`turnstiled.cache.Cache`).
+2. Start-to-ready: launches ``turnstiled`` as a real process with
+   ``NOTIFY_SOCKET`` pointing at our socket and times exec -> ``READY=1``,
+   then SIGTERM -> exit.
+3. Latency: in a fresh child process (so its peak RSS is the daemon's),
+   runs the daemon with gpiozero mock pins and a serial scanner on a real
+   pty. For each scan the barcode is written, then the clock starts as the
+   terminator byte is written into the pty master and stops when the relay
+   pin goes high (timestamped inside the mock pin), the journal's durable
+   commit included. Prints p50/p90/p99/max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from turnstiled.cache import Cache
+from turnstiled.rules import Ticket
+
+
+def barcode(i: int) -> str:
+    return f"VV{i * 7919 % 10**12:012d}X{i:07d}"
+
+
+def fill_cache(path: Path, n: int) -> float:
+    t0 = time.perf_counter()
+    cache = Cache(path)
+    zones = (("GA",), ("GA", "VIP"), ("VIP",))
+    cache.replace_source("vivenu", (
+        Ticket("vivenu", barcode(i), f"ev{i % 5}", "valid", zones[i % 3], None, None,
+               "single", f"Guest {i}", f"t{i}") for i in range(n)))
+    cache.close()
+    return time.perf_counter() - t0
+
+
+def write_config(workdir: Path, pty_path: str) -> Path:
+    cfg = workdir / "turnstiled.toml"
+    cfg.write_text(f"""
+[gate]
+id = "bench"
+[hardware]
+relay_pulse_s = 0.002
+[paths]
+data_dir = "{workdir}"
+control_socket = "{workdir}/control.sock"
+[log]
+level = "warning"
+[[scanner]]
+name = "bench"
+type = "serial"
+url = "{pty_path}"
+terminator = "CR"
+""")
+    return cfg
+
+
+def start_to_ready(workdir: Path, runs: int = 5) -> dict[str, float]:
+    master, slave = os.openpty()
+    cfg = write_config(workdir, os.ttyname(slave))
+    sock_path = str(workdir / "notify.sock")
+    ready, stop = [], []
+    for _ in range(runs):
+        if os.path.exists(sock_path):
+            os.unlink(sock_path)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.bind(sock_path)
+        s.settimeout(30)
+        env = {**os.environ, "NOTIFY_SOCKET": sock_path, "GPIOZERO_PIN_FACTORY": "mock"}
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "turnstiled.daemon", "--config", str(cfg)],
+                                env=env)
+        while b"READY=1" not in s.recv(4096):
+            pass
+        ready.append(time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+        stop.append(time.perf_counter() - t1)
+        s.close()
+    os.close(master)
+    os.close(slave)
+    return {"ready_median_s": statistics.median(ready), "ready_max_s": max(ready),
+            "sigterm_to_exit_max_s": max(stop)}
+
+
+def child(workdir: Path, n: int, scans: int) -> None:
+    """Runs inside a fresh process: the daemon in-process, timed relay pin."""
+    from gpiozero.pins.mock import MockFactory, MockPin
+
+    from turnstiled import config as config_mod
+    from turnstiled.daemon import Daemon
+
+    rises: list[float] = []
+    rose = threading.Event()
+
+    class TimedPin(MockPin):
+        def _change_state(self, value: bool) -> bool:
+            changed = super()._change_state(value)
+            if changed and value and self.info.name == "GPIO17":
+                rises.append(time.perf_counter())
+                rose.set()
+            return changed
+
+    master, slave = os.openpty()
+    cfg = config_mod.load(str(write_config(workdir, os.ttyname(slave))))
+    daemon = Daemon(cfg, MockFactory(pin_class=TimedPin))
+    relay = daemon.gate.relay
+    daemon.start()
+    rng = random.Random(7)
+    picks = rng.sample(range(n), scans + 50)
+    lat: list[float] = []
+    for k, i in enumerate(picks):
+        while relay.is_active:
+            time.sleep(0.0005)
+        rose.clear()
+        os.write(master, barcode(i).encode())
+        time.sleep(0.002)  # the body is on the wire before the terminator
+        t0 = time.perf_counter()
+        os.write(master, b"\r")
+        if not rose.wait(5):
+            raise SystemExit(f"relay did not rise for scan {k}")
+        if k >= 50:  # the first 50 warm the page cache
+            lat.append(rises[-1] - t0)
+    daemon.stop()
+    with open("/proc/self/status") as fh:
+        hwm = next(int(x.split()[1]) for x in fh if x.startswith("VmHWM"))
+    lat.sort()
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000  # noqa: E731
+    print(json.dumps({"scans": len(lat), "p50_ms": q(0.50), "p90_ms": q(0.90),
+                      "p99_ms": q(0.99), "max_ms": lat[-1] * 1000,
+                      "peak_rss_mb": hwm / 1024}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--tickets", type=int, default=1_000_000)
+    ap.add_argument("--scans", type=int, default=2000)
+    ap.add_argument("--child", metavar="DIR", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(Path(args.child), args.tickets, args.scans)
+        return
+    with tempfile.TemporaryDirectory(prefix="turnstiled-bench-") as tmp:
+        workdir = Path(tmp)
+        fill_s = fill_cache(workdir / "cache.db", args.tickets)
+        size_mb = (workdir / "cache.db").stat().st_size / 2**20
+        print(f"cache: {args.tickets:,} tickets written in {fill_s:.1f} s "
+              f"({args.tickets / fill_s:,.0f}/s), cache.db {size_mb:.0f} MB")
+        r = start_to_ready(workdir)
+        print(f"start-to-ready (exec -> READY=1, {args.tickets:,} tickets): "
+              f"median {r['ready_median_s']:.3f} s, max {r['ready_max_s']:.3f} s "
+              f"(target <= 1 s); SIGTERM -> exit max {r['sigterm_to_exit_max_s']:.3f} s")
+        out = subprocess.run([sys.executable, __file__, "--child", str(workdir), "--tickets",
+                              str(args.tickets), "--scans", str(args.scans)],
+                             capture_output=True, text=True, check=True,
+                             env={**os.environ, "GPIOZERO_PIN_FACTORY": "mock"})
+        m = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"scan-to-relay over a pty, {m['scans']} scans, journal commit included: "
+              f"p50 {m['p50_ms']:.3f} ms, p90 {m['p90_ms']:.3f} ms, p99 {m['p99_ms']:.3f} ms, "
+              f"max {m['max_ms']:.3f} ms (target p99 <= 2 ms)")
+        print(f"peak RSS of the daemon process: {m['peak_rss_mb']:.1f} MB (target <= 60 MB)")
+
+
+if __name__ == "__main__":
+    main()
