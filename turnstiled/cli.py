@@ -27,7 +27,8 @@ from turnstiled.pipeline import ScanPipeline
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    text = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
 
 
 def age(ts: float | None, now: float) -> str:
@@ -122,10 +123,10 @@ def cmd_scans(cfg: Config, args: argparse.Namespace) -> int:
     _, journal = _open_readonly(cfg)
     rows = [] if journal is None else journal.recent(args.limit, barcode=args.barcode)
     data = [scan_json(r) for r in rows]
-    lines = [f"{'ID':>7}  {'TIME (UTC)':<23}  {'SCANNER':<10} DIR {'RESULT':<6} "
+    lines = [f"{'ID':>7}  {'TIME (UTC)':<24} {'SCANNER':<10} DIR {'RESULT':<6} "
              f"{'REASON':<20} {'UPLOAD':<9} BARCODE"]
     for s in data:
-        lines.append(f"{s['id']:>7}  {s['at']:<23}  {s['scanner'][:10]:<10} {s['direction']:<3} "
+        lines.append(f"{s['id']:>7}  {s['at']:<24} {s['scanner'][:10]:<10} {s['direction']:<3} "
                      f"{'GRANT' if s['granted'] else 'DENY':<6} {s['reason']:<20} "
                      f"{s['upload']:<9} {s['barcode']}")
     _emit(args, data, "\n".join(lines) if data else "no scans journaled")

@@ -30,7 +30,7 @@ from turnstiled.cache import Cache
 from turnstiled.daemon import Daemon
 from turnstiled.pipeline import Outcome
 
-PANEL_LINES = 16
+PANEL_LINES = 22
 DEMO_CONFIG = """# Written by turnstiled-demo; try: turnstilectl --config THIS_FILE status
 [gate]
 id = "demo-gate"
@@ -82,6 +82,7 @@ class View:
                  live: bool) -> None:
         self.daemon = daemon
         self.pty_path = pty_path
+        self.cfg_path = daemon.cfg.path
         self.legend = legend
         self.live = live
         self.lock = threading.Condition()
@@ -106,14 +107,21 @@ class View:
     def panel(self) -> list[str]:
         g = self.daemon.gate.state()
         lamp = lambda on, name: f"[{name.upper()}]" if on else f" {name} "  # noqa: E731
+        half = (len(self.legend) + 1) // 2
+        legend = [f"  {b} {d:<28} " + (f"{b2} {d2}" if k + half < len(self.legend) else "")
+                  for k, ((b, d), (b2, d2)) in enumerate(
+                      zip(self.legend[:half], self.legend[half:] + [("", "")], strict=False))]
         lines = [
-            "turnstiled demo - mock pins, simulated serial scanner, local demo tickets",
-            f"scanner pty: {self.pty_path}   (e.g. printf 'DEMO-0001\\r' > {self.pty_path})",
-            f"relay: {g['relay'].upper():<9} {lamp(g['green'], 'green')} "
+            "turnstiled demo - mock GPIO pins, simulated serial scanner, local demo tickets",
+            f"scanner pty: {self.pty_path}  (printf 'DEMO-0001\\r' > {self.pty_path})",
+            f"technician:  turnstilectl --config {self.cfg_path} status|scans|open",
+            "",
+            f"  RELAY {g['relay'].upper():<9} {lamp(g['green'], 'green')} "
             f"{lamp(g['red'], 'red')} {lamp(g['buzzer'], 'buzzer')}"
             f"{'  FIRE ALARM' if g['fire_alarm'] else ''}",
-            "demo barcodes: " + "  ".join(b for b, _ in self.legend[:4]),
-            "               " + "  ".join(b for b, _ in self.legend[4:]),
+            "",
+            "demo tickets (gate admits zone GA):",
+            *legend,
             "last decisions:",
         ]
         for o in list(self.daemon.recent)[:PANEL_LINES - len(lines) - 2]:
@@ -172,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     if painter is not None:
         painter.start()
     sent = 0
+    lines = iter(lambda: input("barcode> ") + "\n", None) if live else sys.stdin
     try:
-        for line in sys.stdin:
+        for line in lines:
             code = line.strip()
             if code:
                 os.write(master, code.encode() + b"\r")
@@ -184,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"----- {code}  repeat within the debounce window: ignored",
                               flush=True)
                     sent = decided
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, EOFError):
         pass
     finally:
         view.stop.set()

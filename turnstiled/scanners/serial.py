@@ -8,6 +8,7 @@ it is lost and once when it is back, never once per retry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -61,10 +62,8 @@ class SerialScanner:
         self._stop.set()
         port = self._port
         if port is not None:
-            try:
+            with contextlib.suppress(AttributeError, OSError, serial.SerialException):
                 port.cancel_read()
-            except (AttributeError, OSError, serial.SerialException):
-                pass
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -112,10 +111,8 @@ class SerialScanner:
                     lost_logged = True
             finally:
                 self._connected = False
-                try:
+                with contextlib.suppress(serial.SerialException, OSError):
                     self._port.close()
-                except (serial.SerialException, OSError):
-                    pass
                 self._port = None
 
     def _read_loop(self, port: serial.SerialBase) -> None:
