@@ -110,7 +110,7 @@ class View:
         half = (len(self.legend) + 1) // 2
         legend = [f"  {b} {d:<28} " + (f"{b2} {d2}" if k + half < len(self.legend) else "")
                   for k, ((b, d), (b2, d2)) in enumerate(
-                      zip(self.legend[:half], self.legend[half:] + [("", "")], strict=False))]
+                      zip(self.legend[:half], [*self.legend[half:], ("", "")], strict=False))]
         lines = [
             "turnstiled demo - mock GPIO pins, simulated serial scanner, local demo tickets",
             f"scanner pty: {self.pty_path}  (printf 'DEMO-0001\\r' > {self.pty_path})",
