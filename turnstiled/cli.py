@@ -11,7 +11,6 @@ import argparse
 import json
 import sys
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from turnstiled import config as config_mod
@@ -22,13 +21,7 @@ from turnstiled.control import request
 from turnstiled.errors import ConfigError, ControlError, ImportFileError
 from turnstiled.journal import Journal
 from turnstiled.pipeline import ScanPipeline
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    text = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
+from turnstiled.timeutil import iso
 
 
 def age(ts: float | None, now: float) -> str:

@@ -118,8 +118,10 @@ class Config:
     sources: dict[str, Any] = field(default_factory=dict)
 
 
-# Schemas of ``[sources.NAME]`` tables, registered by the backends package.
-SOURCE_SCHEMAS: dict[str, type] = {}
+def source_schemas() -> dict[str, type]:
+    """Schemas of ``[sources.NAME]`` tables, one per backend."""
+    from turnstiled.backends import REGISTRY
+    return {name: schema for name, (schema, _) in REGISTRY.items()}
 
 
 def config_path(explicit: str | None = None) -> str:
@@ -166,10 +168,11 @@ def from_dict(raw: dict[str, Any], path: str = "<dict>") -> Config:
     if not isinstance(sources_raw, dict):
         raise ConfigError(path, "sources", "must be a table")
     sources: dict[str, Any] = {}
+    schemas = source_schemas() if sources_raw else {}
     for name, table in sources_raw.items():
-        schema = SOURCE_SCHEMAS.get(name)
+        schema = schemas.get(name)
         if schema is None:
-            known_src = ", ".join(sorted(SOURCE_SCHEMAS)) or "none"
+            known_src = ", ".join(sorted(schemas)) or "none"
             raise ConfigError(path, f"sources.{name}", f"unknown source (known: {known_src})")
         sources[name] = _build(schema, table, f"sources.{name}", path)
     return Config(

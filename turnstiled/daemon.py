@@ -23,13 +23,16 @@ from gpiozero.pins import Factory
 
 from turnstiled import config as config_mod
 from turnstiled import logs, sdnotify
+from turnstiled.backends import make_backends
 from turnstiled.cache import Cache
 from turnstiled.config import Config, ScannerSettings
 from turnstiled.control import ControlServer
 from turnstiled.errors import ConfigError
 from turnstiled.gate import Gate
 from turnstiled.journal import Journal
+from turnstiled.online import OnlineChecker
 from turnstiled.pipeline import Outcome, ScanPipeline
+from turnstiled.sync import Syncer
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +77,12 @@ class Daemon:
         self.cache = Cache(cfg.paths.cache_db)
         self.journal = Journal(cfg.paths.journal_db)
         self.gate = Gate(cfg.hardware, pin_factory, on_fire_alarm=self._fire_alarm)
+        self.backends = make_backends(cfg.sources)
+        self.online = OnlineChecker(self.backends)
+        self.syncer = Syncer(cfg.paths.cache_db, self.backends,
+                             on_progress=lambda: self.heartbeats.beat("sync"))
         self.pipeline = ScanPipeline(cfg, self.cache, self.journal, self.gate,
-                                     on_outcome=self._outcome)
+                                     on_outcome=self._outcome, online=self.online)
         self.scanners: list[Scanner] = [
             make_scanner(sc, self._frame_sink(sc)) for sc in cfg.scanner]
         self.control = ControlServer(cfg.paths.control_socket, {
@@ -89,6 +96,10 @@ class Daemon:
         self.journal.log_event("start", f"gate {self.cfg.gate.id}")
         self.heartbeats.register("decide", 5.0)
         self._worker.start()
+        if self.syncer.sources:
+            # A full sync of a large list may take minutes: allow it.
+            self.heartbeats.register("sync", 900.0)
+            self.syncer.start()
         for s in self.scanners:
             s.start()
         self.control.start()
@@ -105,6 +116,7 @@ class Daemon:
         for t in stoppers:
             t.start()
         self.control.stop()
+        self.syncer.stop(0.5)
         self.queue.put(_STOP)
         for t in stoppers:
             t.join(1.2)
@@ -112,6 +124,9 @@ class Daemon:
         if self._worker.is_alive():
             logger.error("decision worker did not stop in time")
         self.gate.close()
+        self.online.close()
+        for b in self.backends:
+            b.close()
         self.journal.log_event("stop", "")
         self.journal.close()
         self.cache.close()

@@ -19,6 +19,7 @@ from turnstiled.cache import Cache
 from turnstiled.config import Config
 from turnstiled.gate import Gate
 from turnstiled.journal import Journal, Scan
+from turnstiled.online import OnlineChecker
 from turnstiled.rules import Decision, RuleSettings, Ticket, Usage
 from turnstiled.scanners.decode import Debouncer, normalise, printable
 
@@ -63,7 +64,8 @@ class ScanPipeline:
 
     def __init__(self, cfg: Config, cache: Cache, journal: Journal | None,
                  gate: Gate | None = None, *, clock: Callable[[], float] = time.time,
-                 on_outcome: Callable[[Outcome], None] | None = None) -> None:
+                 on_outcome: Callable[[Outcome], None] | None = None,
+                 online: OnlineChecker | None = None) -> None:
         self.cfg = cfg
         self.cache = cache
         self.journal = journal
@@ -72,6 +74,7 @@ class ScanPipeline:
         self.settings = rule_settings(cfg)
         self.debouncer = Debouncer(cfg.gate.debounce_s)
         self.on_outcome = on_outcome
+        self.online = online
 
     def evaluate(self, raw: bytes, direction: str = "in",
                  now: float | None = None) -> Evaluation:
@@ -81,6 +84,10 @@ class ScanPipeline:
         if norm.text is None:
             return Evaluation(printable(raw), direction, rules.unreadable(), None, Usage())
         ticket = self.cache.lookup(norm.text)
+        if ticket is None and self.online:
+            answer = self.online.check(norm.text)
+            if answer is not None:
+                ticket = answer.ticket
         usage = Usage()
         if ticket is not None and self.journal is not None:
             usage = self.journal.usage(ticket.source, ticket.barcode)

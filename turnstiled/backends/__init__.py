@@ -1,0 +1,39 @@
+"""The ticket clouds, one module each behind :class:`~turnstiled.backends.base.Backend`.
+
+``[sources.NAME]`` tables in the configuration name the backends to use;
+:data:`REGISTRY` maps each name to its settings schema and backend class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from turnstiled.backends import vivenu
+from turnstiled.backends.base import (
+    AuthError,
+    Backend,
+    BackendError,
+    Capabilities,
+    OnlineAnswer,
+    Rejected,
+    TransientError,
+    UpgradeRequired,
+    UploadResult,
+    UploadScan,
+)
+
+REGISTRY: dict[str, tuple[type, type[Backend]]] = {
+    vivenu.NAME: (vivenu.VivenuSettings, vivenu.VivenuBackend),
+}
+
+
+def make_backends(sources: dict[str, Any]) -> list[Backend]:
+    """One backend per configured ``[sources.NAME]`` table."""
+    return [REGISTRY[name][1](settings) for name, settings in sources.items()]
+
+
+__all__ = [
+    "REGISTRY", "AuthError", "Backend", "BackendError", "Capabilities", "OnlineAnswer",
+    "Rejected", "TransientError", "UpgradeRequired", "UploadResult", "UploadScan",
+    "make_backends",
+]

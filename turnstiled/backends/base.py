@@ -1,0 +1,138 @@
+"""The one small interface every ticket cloud implements, and its errors.
+
+A backend knows HTTP and its vendor's shapes; it never touches SQLite or
+GPIO. It turns vendor pages into :class:`~turnstiled.rules.Ticket` lists
+for :mod:`turnstiled.sync`, and declares what it can do in
+:class:`Capabilities`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from turnstiled.errors import TurnstileError
+from turnstiled.rules import Ticket
+
+
+class BackendError(TurnstileError, OSError):
+    """A ticket cloud could not be used right now."""
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class TransientError(BackendError):
+    """Network trouble, 5xx, 429, HTML or half a page: try again later."""
+
+
+class AuthError(BackendError):
+    """Credentials refused (401/403): no retry helps until a technician acts."""
+
+
+class UpgradeRequired(BackendError):
+    """The cloud wants a newer client (TickeTing 412): client upgrade required."""
+
+
+class Rejected(BackendError):
+    """The cloud refused this request for good (400/404): do not resend it."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do; sync and the drain only call what is declared."""
+
+    full_sync: bool = False
+    delta_sync: bool = False
+    online_check: bool = False
+    scan_upload: bool = False
+
+
+@dataclass(frozen=True)
+class OnlineAnswer:
+    """A cloud's own verdict on a barcode the cache does not know."""
+
+    ticket: Ticket | None
+    granted: bool | None = None  # None: let the local rules decide on `ticket`
+    detail: str = ""
+    times_used: int | None = None
+
+
+@dataclass(frozen=True)
+class UploadScan:
+    """One journaled scan as a backend uploads it."""
+
+    nonce: str
+    barcode: str
+    at: float
+    granted: bool
+    direction: str
+    event: str | None
+    ticket_id: str | None
+    gate_id: str
+
+
+@dataclass
+class UploadResult:
+    """Per nonce: confirmed, or rejected upstream with the reason."""
+
+    confirmed: list[str] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Delta:
+    """Changed tickets since the last cursor, and the cursor to keep."""
+
+    pages: Iterator[list[Ticket]]
+    cursor: str
+
+
+class Backend:
+    """Base of the five cloud backends; subclasses override what they declare."""
+
+    name: str = ""
+    capabilities = Capabilities()
+    settings: Any = None
+
+    def sync_interval(self) -> float:
+        """Seconds between delta syncs (``sync_interval_s``; 10 if unset)."""
+        return float(getattr(self.settings, "sync_interval_s", 0) or 10.0)
+
+    def full_sync_interval(self) -> float:
+        """Seconds between full syncs (``full_sync_interval_s``; 6 h if unset)."""
+        return float(getattr(self.settings, "full_sync_interval_s", 0) or 21600.0)
+
+    def online_deadline(self) -> float | None:
+        """Hard deadline of an online check, or None when it is switched off."""
+        if not self.capabilities.online_check or not getattr(self.settings, "online_check",
+                                                             False):
+            return None
+        return float(getattr(self.settings, "online_deadline_s", 0.8))
+
+    def full_sync(self) -> Iterator[list[Ticket]]:
+        """Every ticket this gate may see, page by page (streamed, never all at once)."""
+        raise BackendError(f"{self.name} has no ticket list")
+
+    def delta_sync(self, cursor: str | None) -> Delta:
+        """Tickets changed since *cursor* (None: since the last full sync started)."""
+        raise BackendError(f"{self.name} has no delta sync")
+
+    def online_check(self, barcode: str) -> OnlineAnswer:
+        """Ask the cloud about one barcode (caller enforces the hard deadline)."""
+        raise BackendError(f"{self.name} has no online check")
+
+    def upload(self, scans: Sequence[UploadScan]) -> UploadResult:
+        """Send journaled scans; raise for the whole batch, or answer per scan."""
+        raise BackendError(f"{self.name} has no scan upload")
+
+    def status(self) -> dict[str, Any]:
+        """Backend-specific facts for ``turnstilectl status`` (never secrets)."""
+        return {}
+
+    def close(self) -> None:
+        """Release HTTP connections."""

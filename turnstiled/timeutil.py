@@ -1,0 +1,26 @@
+"""ISO 8601 times as turnstiled writes and reads them (UTC, milliseconds, ``Z``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def iso(ts: float | None) -> str | None:
+    """Unix seconds as ``2026-11-24T09:00:00.000Z`` (None stays None)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def parse_iso(text: str | None) -> float | None:
+    """An ISO 8601 time with an offset or ``Z`` as Unix seconds; None if absent or bad."""
+    if not text or not isinstance(text, str):
+        return None
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
