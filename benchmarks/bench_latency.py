@@ -124,6 +124,7 @@ def child(workdir: Path, n: int, scans: int) -> None:
     daemon = Daemon(cfg, MockFactory(pin_class=TimedPin))
     relay = daemon.gate.relay
     daemon.start()
+    daemon.wait_scanners()
     rng = random.Random(7)
     picks = rng.sample(range(n), scans + 50)
     lat: list[float] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,16 @@ from gpiozero.pins.mock import MockFactory
 
 from turnstiled import config as config_mod
 from turnstiled.config import Config
+
+
+def wait_until(pred, timeout: float = 3.0) -> bool:
+    """Poll *pred* until it is true or *timeout* passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.005)
+    return bool(pred())
 
 
 def make_config(tmp_path: Path, **sections: Any) -> Config:

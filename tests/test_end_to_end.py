@@ -45,6 +45,7 @@ def pty_gate(tmp_path: Path, pins):
     outcomes: queue.Queue = queue.Queue()
     daemon = Daemon(cfg, pins, on_outcome=outcomes.put)
     daemon.start()
+    assert daemon.wait_scanners()
     wait = lambda: outcomes.get(timeout=5)  # noqa: E731
     yield master, daemon, wait, pins.pin(cfg.hardware.relay_pin)
     daemon.stop()
@@ -111,6 +112,7 @@ def test_sigterm_path_locks_relay_and_stops_quickly(tmp_path, pins):
     got: queue.Queue = queue.Queue()
     daemon = Daemon(cfg, pins, on_outcome=got.put)
     daemon.start()
+    assert daemon.wait_scanners()
     os.write(master, b"OK\r")
     got.get(timeout=5)
     assert pins.pin(17).state is True
@@ -132,6 +134,7 @@ def test_passage_not_passed_rolls_usage_back(tmp_path, pins):
     got: queue.Queue = queue.Queue()
     daemon = Daemon(cfg, pins, on_outcome=got.put)
     daemon.start()
+    assert daemon.wait_scanners()
     os.write(master, b"WALKAWAY\r")
     o = got.get(timeout=5)
     assert o.passed is False

@@ -7,17 +7,9 @@ import time
 
 import pytest
 
+from tests.conftest import wait_until
 from turnstiled.config import HardwareSettings
 from turnstiled.gate import Gate
-
-
-def wait_until(pred, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.005)
-    return pred()
 
 
 def test_relay_idle_locked_at_start_and_pulses_on_grant(pins):

@@ -105,6 +105,15 @@ class Daemon:
         self.control.start()
         logger.info("gate %s ready with %d scanner(s)", self.cfg.gate.id, len(self.scanners))
 
+    def wait_scanners(self, timeout: float = 3.0) -> bool:
+        """Wait until every scanner has its device open (demo, tests, bench)."""
+        deadline = time.monotonic() + timeout
+        while not all(s.connected for s in self.scanners):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def stop(self) -> None:
         """Lock the gate and stop every thread; bounded (well under 2 s)."""
         if self.stopping.is_set():

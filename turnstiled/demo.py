@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     view = View(daemon, pty_path, legend, live)
     daemon._on_outcome = view.outcome
     daemon.start()
+    daemon.wait_scanners()
     print(f"turnstiled demo: data in {workdir}\nsimulated serial scanner: {pty_path}\n"
           f"in another terminal: turnstilectl --config {cfg_path} status | scans | open",
           flush=True)

@@ -100,7 +100,8 @@ class Syncer:
             if full:
                 started = now
                 counter = [0]
-                n = cache.replace_source(name, _flatten(st.backend.full_sync(), counter, self.on_progress))
+                pages = _flatten(st.backend.full_sync(), counter, self.on_progress)
+                n = cache.replace_source(name, pages)
                 st.last_full, st.cursor = started, iso(started)
                 cache.mark_sync(name, full=True, ok=True, cursor=st.cursor, state="ok")
                 logger.info("%s: full sync, %d tickets", name, n)
