@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from turnstiled import config as config_mod
-from turnstiled.config import GateSettings, HardwareSettings, LogSettings, PathSettings
+from turnstiled.config import (
+    GateSettings,
+    HardwareSettings,
+    JournalSettings,
+    LogSettings,
+    PathSettings,
+)
 from turnstiled.errors import ConfigError
 from turnstiled.secret import Secret
 
@@ -25,6 +31,7 @@ def test_shipped_config_loads():
 
 
 @pytest.mark.parametrize("schema", [GateSettings, HardwareSettings, PathSettings, LogSettings,
+                                    JournalSettings,
                                     config_mod.ScannerSettings])
 def test_every_key_is_documented_in_the_shipped_file(schema):
     text = SHIPPED.read_text()

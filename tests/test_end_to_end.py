@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 import os
 import queue
+import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_config
+from tests.conftest import make_config, wait_until
 from turnstiled import rules
 from turnstiled.cache import Cache
 from turnstiled.daemon import Daemon
-from turnstiled.journal import Journal
-from turnstiled.rules import Ticket
+from turnstiled.journal import Journal, Scan
+from turnstiled.rules import Decision, Ticket
 
 NOW = time.time()
 TICKETS = [
@@ -161,3 +162,49 @@ def test_control_socket_open_and_status(pty_gate):
     assert j.events(1)[0]["kind"] == "manual_open"
     j.close()
     json.dumps(status)
+
+
+@pytest.mark.parametrize(("policy", "relay_opens"), [("deny", False), ("decide", True)])
+def test_journal_full_keeps_deciding_by_policy_and_loses_nothing(tmp_path, pins, policy,
+                                                                  relay_opens):
+    master, slave = os.openpty()
+    cfg = make_config(tmp_path, journal={"on_write_failure": policy},
+                      scanner=[{"name": "s", "type": "serial", "url": os.ttyname(slave)}])
+    cache = Cache(cfg.paths.cache_db)
+    cache.upsert([Ticket("local", "FIRST-1"), Ticket("local", "SECOND-2")])
+    cache.close()
+    got: queue.Queue = queue.Queue()
+    daemon = Daemon(cfg, pins, on_outcome=got.put)
+    daemon.start()
+    assert daemon.wait_scanners()
+    os.write(master, b"FIRST-1\r")
+    assert got.get(timeout=5).scan_id == 1
+    assert wait_until(lambda: pins.pin(17).state is False)  # the first pulse is over
+    # The card fills up: cap the journal's size, then fill every page, so
+    # SQLite answers SQLITE_FULL to the next scan's transaction.
+    j = daemon.journal
+    pages = j.conn.execute("PRAGMA page_count").fetchone()[0]
+    j.conn.execute(f"PRAGMA max_page_count = {pages + 20}")
+    filler = 0
+    for size in (2000, 500, 120, 40, 10, 1):
+        while True:
+            try:
+                j.record(Scan(1.0, "g", "fill", "in", "F" * size, Decision(False, "unknown")))
+                filler += 1
+            except sqlite3.OperationalError as exc:
+                assert "full" in str(exc)
+                break
+    os.write(master, b"SECOND-2\r")
+    o = got.get(timeout=5)
+    assert o.scan_id == 0
+    assert (pins.pin(17).state is True) is relay_opens
+    from turnstiled.control import request
+    assert "journal" in request(cfg.paths.control_socket, "status")["alarms"]
+    daemon.stop()
+    j = Journal(cfg.paths.journal_db, readonly=True)
+    rows = j.recent(100_000)
+    assert len(rows) == filler + 1 and rows[-1]["barcode"] == "FIRST-1"  # all intact
+    assert not any(r["barcode"] == "SECOND-2" for r in rows)
+    j.close()
+    os.close(master)
+    os.close(slave)

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
-from turnstiled.db import connect
+from turnstiled.db import connect, write_transaction
 from turnstiled.rules import Ticket
 
 SCHEMA = """
@@ -113,20 +113,14 @@ class Cache:
 
     def replace_source(self, source: str, tickets: Iterable[Ticket]) -> int:
         """Swap the whole list of *source* for *tickets*, atomically."""
-        conn = self.conn
         n = 0
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self.conn) as conn:
             conn.execute("DELETE FROM tickets WHERE source = ?", (source,))
             for chunk in _chunks(self._rows(tickets), 5000):
                 if any(row[1] != source for row in chunk):
                     raise ValueError(f"replace_source({source!r}) got a ticket of another source")
                 conn.executemany(_INSERT, chunk)
                 n += len(chunk)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return n
 
     def delete(self, source: str, barcodes: Iterable[str]) -> None:
@@ -139,13 +133,8 @@ class Cache:
     def _write(self, rows: Iterator[tuple[Any, ...]], *, batch: int) -> int:
         n = 0
         for chunk in _chunks(rows, batch):
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                self.conn.executemany(_INSERT, chunk)
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
+            with write_transaction(self.conn) as conn:
+                conn.executemany(_INSERT, chunk)
             n += len(chunk)
         return n
 

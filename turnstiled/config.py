@@ -98,6 +98,14 @@ class PathSettings:
 
 
 @dataclass(frozen=True)
+class JournalSettings:
+    """How long settled scans are kept, and what the gate does if the disk is full."""
+
+    retention_days: float = 30.0
+    on_write_failure: Literal["deny", "decide"] = "deny"
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """Logging level and target."""
 
@@ -114,6 +122,7 @@ class Config:
     hardware: HardwareSettings = field(default_factory=HardwareSettings)
     paths: PathSettings = field(default_factory=PathSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    journal: JournalSettings = field(default_factory=JournalSettings)
     scanner: tuple[ScannerSettings, ...] = ()
     sources: dict[str, Any] = field(default_factory=dict)
 
@@ -146,7 +155,7 @@ def load(path: str | None = None) -> Config:
 
 def from_dict(raw: dict[str, Any], path: str = "<dict>") -> Config:
     """Validate an already-parsed TOML document."""
-    known = {"gate", "hardware", "paths", "log", "scanner", "sources"}
+    known = {"gate", "hardware", "paths", "log", "journal", "scanner", "sources"}
     for key in raw:
         if key not in known:
             raise ConfigError(path, key, f"unknown section (known: {', '.join(sorted(known))})")
@@ -181,6 +190,7 @@ def from_dict(raw: dict[str, Any], path: str = "<dict>") -> Config:
         hardware=_build(HardwareSettings, raw.get("hardware", {}), "hardware", path),
         paths=_build(PathSettings, raw.get("paths", {}), "paths", path),
         log=_build(LogSettings, raw.get("log", {}), "log", path),
+        journal=_build(JournalSettings, raw.get("journal", {}), "journal", path),
         scanner=scanners,
         sources=sources,
     )

@@ -27,6 +27,7 @@ from turnstiled.backends import make_backends
 from turnstiled.cache import Cache
 from turnstiled.config import Config, ScannerSettings
 from turnstiled.control import ControlServer
+from turnstiled.drain import Drainer
 from turnstiled.errors import ConfigError
 from turnstiled.gate import Gate
 from turnstiled.journal import Journal
@@ -82,7 +83,11 @@ class Daemon:
         self.syncer = Syncer(cfg.paths.cache_db, self.backends,
                              on_progress=lambda: self.heartbeats.beat("sync"))
         self.pipeline = ScanPipeline(cfg, self.cache, self.journal, self.gate,
-                                     on_outcome=self._outcome, online=self.online)
+                                     on_outcome=self._outcome, online=self.online,
+                                     uploaders={b.name: b for b in self.backends})
+        self.drainer = Drainer(cfg.paths.journal_db, self.backends,
+                               retention_s=cfg.journal.retention_days * 86400,
+                               on_progress=lambda: self.heartbeats.beat("drain"))
         self.scanners: list[Scanner] = [
             make_scanner(sc, self._frame_sink(sc)) for sc in cfg.scanner]
         self.control = ControlServer(cfg.paths.control_socket, {
@@ -100,6 +105,9 @@ class Daemon:
             # A full sync of a large list may take minutes: allow it.
             self.heartbeats.register("sync", 900.0)
             self.syncer.start()
+        if self.drainer.states:
+            self.heartbeats.register("drain", 120.0)
+            self.drainer.start()
         for s in self.scanners:
             s.start()
         self.control.start()
@@ -126,6 +134,7 @@ class Daemon:
             t.start()
         self.control.stop()
         self.syncer.stop(0.5)
+        self.drainer.stop(0.5)
         self.queue.put(_STOP)
         for t in stoppers:
             t.join(1.2)
@@ -195,8 +204,19 @@ class Daemon:
             "scanners": [{"name": s.name, "connected": s.connected,
                           "last_error": s.last_error} for s in self.scanners],
             "stale_loops": self.heartbeats.stale(),
+            "alarms": self.alarms(),
             "queue": self.queue.qsize(),
         }
+
+    def alarms(self) -> dict[str, str]:
+        """Everything a technician must look at now."""
+        out = {f"drain:{n}": a for n, a in self.drainer.alarms().items()}
+        out.update({f"sync:{n}": st.alarm for n, st in self.syncer.sources.items() if st.alarm})
+        if self.pipeline.journal_alarm:
+            out["journal"] = self.pipeline.journal_alarm
+        if self.gate.fire_alarm:
+            out["fire_alarm"] = "active: arm held free"
+        return out
 
     def _cmd_open(self, req: dict[str, Any]) -> dict[str, Any]:
         who = str(req.get("by", "technician"))[:64]

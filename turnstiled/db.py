@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -14,3 +16,21 @@ def connect(path: Path, readonly: bool) -> sqlite3.Connection:
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30,
                                isolation_level=None, check_same_thread=False)
     return sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+
+
+@contextlib.contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any error.
+
+    SQLite rolls a transaction back by itself on some errors (a full disk
+    among them); the original error is what the caller must see, so the
+    explicit ROLLBACK runs only while a transaction is still open.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
-from turnstiled.db import connect
+from turnstiled.db import connect, write_transaction
 from turnstiled.rules import Decision, Usage
 
 SCHEMA = """
@@ -124,9 +124,7 @@ class Journal:
     def record(self, scan: Scan, usage: Usage | None = None) -> int:
         """Append *scan* and, if given, the ticket's new *usage*; durable on return."""
         d = scan.decision
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self.conn) as conn:
             cur = conn.execute(_INSERT_SCAN, (
                 os.urandom(12).hex(), scan.at, scan.gate_id, scan.scanner, scan.direction,
                 scan.barcode, scan.source, scan.event, scan.ticket_id, int(d.granted),
@@ -138,18 +136,12 @@ class Journal:
                     scan.barcode, scan.source, usage.entries, usage.exits, int(usage.inside),
                     usage.first_used, scan.at,
                 ))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return int(cur.lastrowid or 0)
 
     def record_passage(self, scan_id: int, passed: bool, restore: Usage | None = None,
                        source: str | None = None, barcode: str | None = None) -> None:
         """Note whether the arm turned; if not, put the ticket's usage back (annul)."""
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self.conn) as conn:
             conn.execute(
                 "UPDATE scans SET passed = ?, detail = detail || ? WHERE id = ?",
                 (int(passed), "" if passed else " (not passed)", scan_id),
@@ -159,16 +151,81 @@ class Journal:
                     barcode, source, restore.entries, restore.exits, int(restore.inside),
                     restore.first_used, time.time(),
                 ))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def log_event(self, kind: str, detail: str = "", at: float | None = None) -> None:
         """Journal a gate event that is not a scan (fire alarm, manual open, start)."""
         with self.conn:
             self.conn.execute("INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)",
                               (time.time() if at is None else at, kind, detail))
+
+    # -- the drain (its own connection; each step one short transaction) --
+    def recover_inflight(self) -> int:
+        """After a restart: rows left in flight go back to pending (re-sent)."""
+        with self.conn:
+            cur = self.conn.execute(
+                "UPDATE scans SET upload = 'pending' WHERE upload = 'inflight'")
+        return cur.rowcount
+
+    def claim(self, source: str, limit: int) -> list[dict[str, Any]]:
+        """Move the oldest pending rows of *source* (one event) to in flight."""
+        with write_transaction(self.conn) as conn:
+            first = conn.execute(
+                "SELECT event FROM scans WHERE upload = 'pending' AND source = ? "
+                "ORDER BY id LIMIT 1", (source,)).fetchone()
+            if first is None:
+                return []
+            rows = list(self.db.query(
+                "SELECT * FROM scans WHERE upload = 'pending' AND source = ? "
+                "AND event IS ? ORDER BY id LIMIT ?", (source, first[0], limit)))
+            conn.executemany(
+                "UPDATE scans SET upload = 'inflight', attempts = attempts + 1 "
+                "WHERE id = ? AND upload = 'pending'", [(r["id"],) for r in rows])
+        return rows
+
+    def settle(self, confirmed: list[int], rejected: dict[int, str],
+               at: float | None = None) -> None:
+        """Mark in-flight rows confirmed or rejected (with the cloud's reason)."""
+        at = time.time() if at is None else at
+        with self.conn:
+            self.conn.executemany(
+                "UPDATE scans SET upload = 'confirmed', uploaded_at = ?, upload_note = NULL "
+                "WHERE id = ? AND upload = 'inflight'", [(at, i) for i in confirmed])
+            self.conn.executemany(
+                "UPDATE scans SET upload = 'rejected', uploaded_at = ?, upload_note = ? "
+                "WHERE id = ? AND upload = 'inflight'",
+                [(at, note[:500], i) for i, note in rejected.items()])
+
+    def release(self, ids: list[int], note: str) -> None:
+        """Put in-flight rows back to pending after a failure that may pass."""
+        with self.conn:
+            self.conn.executemany(
+                "UPDATE scans SET upload = 'pending', upload_note = ? "
+                "WHERE id = ? AND upload = 'inflight'", [(note[:500], i) for i in ids])
+
+    def backlog(self) -> dict[str, dict[str, Any]]:
+        """Per source: rows waiting for upload and the time of the oldest."""
+        out: dict[str, dict[str, Any]] = {}
+        for source, n, oldest in self.conn.execute(
+                "SELECT source, COUNT(*), MIN(at) FROM scans "
+                "WHERE upload IN ('pending', 'inflight') GROUP BY source"):
+            out[source or ""] = {"pending": n, "oldest_at": oldest}
+        return out
+
+    def prune(self, older_than: float, batch: int = 5000) -> int:
+        """Delete settled rows (confirmed, rejected, local) older than *older_than*.
+
+        Pending and in-flight rows are never pruned, however old.
+        """
+        total = 0
+        while True:
+            with self.conn:
+                cur = self.conn.execute(
+                    "DELETE FROM scans WHERE id IN (SELECT id FROM scans WHERE at < ? AND "
+                    "upload IN ('confirmed', 'rejected', 'local') ORDER BY id LIMIT ?)",
+                    (older_than, batch))
+            total += cur.rowcount
+            if cur.rowcount < batch:
+                return total
 
     # -- readers ---------------------------------------------------------
     def recent(self, limit: int = 20, *, barcode: str | None = None,

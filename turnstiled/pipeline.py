@@ -10,11 +10,13 @@ moves the gate only after the journal's commit has returned.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from turnstiled import rules
+from turnstiled.backends.base import Backend
 from turnstiled.cache import Cache
 from turnstiled.config import Config
 from turnstiled.gate import Gate
@@ -24,10 +26,6 @@ from turnstiled.rules import Decision, RuleSettings, Ticket, Usage
 from turnstiled.scanners.decode import Debouncer, normalise, printable
 
 logger = logging.getLogger(__name__)
-
-# Sources whose scans stay on the gate: they have no upload endpoint.
-LOCAL_ONLY_SOURCES = frozenset({"local", "crowdmanager", "octopus"})
-
 
 def mask(barcode: str) -> str:
     """A barcode as logs may show it: only its last four characters."""
@@ -65,7 +63,8 @@ class ScanPipeline:
     def __init__(self, cfg: Config, cache: Cache, journal: Journal | None,
                  gate: Gate | None = None, *, clock: Callable[[], float] = time.time,
                  on_outcome: Callable[[Outcome], None] | None = None,
-                 online: OnlineChecker | None = None) -> None:
+                 online: OnlineChecker | None = None,
+                 uploaders: dict[str, Backend] | None = None) -> None:
         self.cfg = cfg
         self.cache = cache
         self.journal = journal
@@ -75,6 +74,8 @@ class ScanPipeline:
         self.debouncer = Debouncer(cfg.gate.debounce_s)
         self.on_outcome = on_outcome
         self.online = online
+        self.uploaders = uploaders or {}
+        self.journal_alarm: str | None = None
 
     def evaluate(self, raw: bytes, direction: str = "in",
                  now: float | None = None) -> Evaluation:
@@ -107,12 +108,20 @@ class ScanPipeline:
         t = ev.ticket
         new_usage = rules.apply(ev.usage, ev.decision, direction, now)
         source = t.source if t is not None else None
-        upload = "local" if source is None or source in LOCAL_ONLY_SOURCES else "pending"
-        scan_id = self.journal.record(
-            Scan(now, self.cfg.gate.id, scanner, direction, ev.barcode, ev.decision,
-                 source, t.event if t else None, t.ticket_id if t else None, None, upload),
-            new_usage if ev.decision.granted else None,
-        )
+        uploader = self.uploaders.get(source or "")
+        upload = ("pending" if uploader is not None
+                  and uploader.uploads(ev.decision.granted, direction) else "local")
+        try:
+            scan_id = self.journal.record(
+                Scan(now, self.cfg.gate.id, scanner, direction, ev.barcode, ev.decision,
+                     source, t.event if t else None, t.ticket_id if t else None, None, upload),
+                new_usage if ev.decision.granted else None,
+            )
+        except sqlite3.Error as exc:
+            return self._unjournaled(ev, scanner, exc)
+        if self.journal_alarm is not None:
+            logger.warning("journal writable again; alarm cleared")
+            self.journal_alarm = None
         passed: bool | None = None
         if self.gate is not None:
             if ev.decision.granted:
@@ -130,6 +139,30 @@ class ScanPipeline:
                    "TICKET_SOURCE": source or "", "PASSED": "" if passed is None else int(passed)},
         )
         outcome = Outcome(scan_id, ev, passed)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+        return outcome
+
+    def _unjournaled(self, ev: Evaluation, scanner: str, exc: sqlite3.Error) -> Outcome:
+        """The journal cannot be written (disk full, I/O error): apply the policy.
+
+        What is already in the journal stays intact (the failed transaction
+        rolled back). ``deny`` keeps the gate shut; ``decide`` goes on
+        admitting by the rules, unrecorded, and says so in the log.
+        """
+        policy = self.cfg.journal.on_write_failure
+        if self.journal_alarm is None:
+            logger.error("journal write failed (%s): policy %s", exc, policy)
+        self.journal_alarm = f"journal write failed: {exc}"
+        granted = ev.decision.granted and policy == "decide"
+        if self.gate is not None:
+            (self.gate.grant if granted else self.gate.deny)()
+        logger.warning("scan %s at %s NOT JOURNALED: %s", mask(ev.barcode), scanner,
+                       "GRANTED" if granted else "DENIED")
+        decision = ev.decision if granted or not ev.decision.granted else rules.Decision(
+            False, ev.decision.reason, "journal unwritable: policy deny")
+        outcome = Outcome(0, Evaluation(ev.barcode, ev.direction, decision, ev.ticket,
+                                        ev.usage), None)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
         return outcome

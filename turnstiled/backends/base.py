@@ -107,6 +107,10 @@ class Backend:
         """Seconds between full syncs (``full_sync_interval_s``; 6 h if unset)."""
         return float(getattr(self.settings, "full_sync_interval_s", 0) or 21600.0)
 
+    def uploads(self, granted: bool, direction: str) -> bool:
+        """Whether a scan with this outcome is sent to the cloud (else kept locally)."""
+        return self.capabilities.scan_upload
+
     def online_deadline(self) -> float | None:
         """Hard deadline of an online check, or None when it is switched off."""
         if not self.capabilities.online_check or not getattr(self.settings, "online_check",

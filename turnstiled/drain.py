@@ -1,0 +1,190 @@
+"""The journal drain: every uploadable scan reaches its cloud, in order, once.
+
+Rows move pending -> inflight -> confirmed | rejected, each step one
+short committed transaction on the drain's own journal connection (the
+scan path never waits on it). On start, rows left in flight by a crash go
+back to pending and are sent again: the cloud may then see a scan twice
+only if the process died between the cloud's answer and our commit, the
+one window no API without idempotency keys lets a client close.
+
+Failures: transient ones (network, 5xx, 429/503 with Retry-After, HTML,
+half a page) put the rows back and back off with jitter; a 400/404 is
+narrowed down by halving the batch until the one refused row is recorded
+as rejected with the cloud's text; 401/403/412 stop that backend's drain
+and raise an alarm shown by ``turnstilectl status``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from turnstiled.backends.base import (
+    AuthError,
+    Backend,
+    BackendError,
+    Rejected,
+    UpgradeRequired,
+    UploadScan,
+)
+from turnstiled.journal import Journal
+from turnstiled.sync import ALARM_RETRY_S, backoff
+
+logger = logging.getLogger(__name__)
+
+IDLE_POLL_S = 1.0
+
+
+@dataclass
+class DrainState:
+    """Per backend: when to try next and what is wrong."""
+
+    backend: Backend
+    next_due: float = 0.0
+    failures: int = 0
+    alarm: str | None = None
+    last_error: str | None = None
+    sent: int = 0
+
+
+def to_upload(row: dict[str, Any]) -> UploadScan:
+    return UploadScan(row["nonce"], row["barcode"], row["at"], bool(row["granted"]),
+                      row["direction"], row["event"], row["ticket_id"], row["gate_id"])
+
+
+class Drainer:
+    """Uploads journaled scans of every backend that can take them."""
+
+    def __init__(self, journal_path: str | Path, backends: Iterable[Backend], *,
+                 batch: int = 500, retention_s: float = 30 * 86400,
+                 on_progress: Callable[[], None] | None = None) -> None:
+        self.journal_path = Path(journal_path)
+        self.states = {b.name: DrainState(b) for b in backends if b.capabilities.scan_upload}
+        self.batch = batch
+        self.retention_s = retention_s
+        self.on_progress = on_progress
+        self.journal: Journal | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_prune = 0.0
+
+    def _journal(self) -> Journal:
+        if self.journal is None:
+            self.journal = Journal(self.journal_path)
+            n = self.journal.recover_inflight()
+            if n:
+                logger.info("drain: %d scan(s) left in flight by the last run will be re-sent", n)
+        return self.journal
+
+    def alarms(self) -> dict[str, str]:
+        return {n: st.alarm for n, st in self.states.items() if st.alarm}
+
+    # -- one pass --------------------------------------------------------
+    def drain_once(self, name: str) -> int:
+        """Send one batch of *name*'s pending scans; returns how many were settled."""
+        journal = self._journal()
+        st = self.states[name]
+        size = max(1, min(self.batch, getattr(st.backend.settings, "upload_batch", self.batch)))
+        rows = journal.claim(name, size)
+        if not rows:
+            st.next_due = time.time() + IDLE_POLL_S
+            return 0
+        settled: set[int] = set()
+        try:
+            self._send(st, rows, settled)
+        except BackendError as exc:
+            journal.release([r["id"] for r in rows if r["id"] not in settled], str(exc))
+            self._failed(st, exc)
+            return len(settled)
+        if st.failures:
+            logger.info("drain %s: uploading again", name)
+        st.failures, st.alarm, st.last_error = 0, None, None
+        st.next_due = time.time()
+        st.sent += len(settled)
+        return len(settled)
+
+    def _send(self, st: DrainState, rows: list[dict[str, Any]], settled: set[int]) -> None:
+        """Upload *rows*; adds the ids it settled to *settled* (kept on a later error)."""
+        journal = self._journal()
+        by_nonce = {r["nonce"]: r["id"] for r in rows}
+        try:
+            result = st.backend.upload([to_upload(r) for r in rows])
+        except Rejected as exc:
+            if len(rows) > 1:  # which one? halve until the refused row stands alone
+                half = len(rows) // 2
+                self._send(st, rows[:half], settled)
+                self._send(st, rows[half:], settled)
+                return
+            journal.settle([], {rows[0]["id"]: str(exc)})
+            settled.add(rows[0]["id"])
+            logger.warning("drain %s: scan #%d rejected: %s", st.backend.name,
+                           rows[0]["id"], exc)
+            return
+        confirmed = [by_nonce[n] for n in result.confirmed if n in by_nonce]
+        rejected = {by_nonce[n]: why for n, why in result.rejected.items() if n in by_nonce}
+        journal.settle(confirmed, rejected)
+        settled.update(confirmed)
+        settled.update(rejected)
+        unanswered = [r["id"] for r in rows if r["id"] not in settled]
+        if unanswered:
+            journal.release(unanswered, "no answer for this scan in the cloud's reply")
+
+    def _failed(self, st: DrainState, exc: BackendError) -> None:
+        st.failures += 1
+        st.last_error = str(exc)
+        name = st.backend.name
+        if isinstance(exc, AuthError | UpgradeRequired):
+            alarm = "auth_refused" if isinstance(exc, AuthError) else "upgrade_required"
+            if st.alarm != alarm:
+                logger.error("drain %s stopped: %s", name, exc)
+            st.alarm = alarm
+            st.next_due = time.time() + ALARM_RETRY_S
+            return
+        st.next_due = time.time() + backoff(st.failures, exc.retry_after)
+        if st.failures == 1:
+            logger.warning("drain %s: upload failed, will retry: %s", name, exc)
+        else:
+            logger.debug("drain %s: upload failed again", name, exc_info=exc)
+
+    def run_once(self) -> int:
+        now = time.time()
+        done = sum(self.drain_once(n) for n, st in self.states.items() if st.next_due <= now)
+        if now - self._last_prune > 3600:
+            self._last_prune = now
+            pruned = self._journal().prune(now - self.retention_s)
+            if pruned:
+                logger.info("journal: pruned %d settled scan(s) past retention", pruned)
+        return done
+
+    # -- thread ----------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="drain", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    busy = self.run_once()
+                except Exception:
+                    logger.exception("drain pass failed; retrying")
+                    busy = 0
+                if self.on_progress is not None:
+                    self.on_progress()
+                if not busy:
+                    due = min((s.next_due for s in self.states.values()),
+                              default=time.time() + IDLE_POLL_S)
+                    self._stop.wait(max(0.02, min(IDLE_POLL_S, due - time.time())))
+        finally:
+            if self.journal is not None:
+                self.journal.close()
