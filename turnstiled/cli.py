@@ -131,6 +131,7 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     cache, journal = _open_readonly(cfg)
     sources = cache.sources() if cache is not None else []
     counts = journal.counts() if journal is not None else {}
+    backlog = journal.backlog() if journal is not None else {}
     try:
         daemon: dict[str, Any] | None = request(cfg.paths.control_socket, "status")
         daemon.pop("ok", None)
@@ -143,6 +144,10 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         "sources": [{**s, "sync_age_s": None if s.get("last_sync") is None
                      else round(now - s["last_sync"], 1)} for s in sources],
         "journal": counts,
+        "backlog": {src: {"pending": b["pending"], "oldest_at": iso(b["oldest_at"]),
+                          "oldest_age_s": round(now - b["oldest_at"], 1)}
+                    for src, b in backlog.items()},
+        "alarms": (daemon or {}).get("alarms", {}),
     }
     lines = [f"gate {cfg.gate.id}  ({cfg.path})"]
     if daemon:
@@ -154,6 +159,8 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
             lines.append(f"scanner  {s['name']}: {state}")
         if daemon["stale_loops"]:
             lines.append(f"ALARM    loops not progressing: {', '.join(daemon['stale_loops'])}")
+        for what, alarm in daemon.get("alarms", {}).items():
+            lines.append(f"ALARM    {what}: {alarm}")
     else:
         lines.append(f"daemon   not running ({daemon_error})")
     for s in sources:
@@ -164,6 +171,9 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         lines.append("source   none: the cache is empty (turnstilectl import FILE)")
     lines.append("journal  " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
                                 or "empty"))
+    for src, b in sorted(backlog.items()):
+        lines.append(f"backlog  {src or '-':<14} {b['pending']:>9} to upload, oldest "
+                     f"{age(b['oldest_at'], now)}")
     for db in (cache, journal):
         if db is not None:
             db.close()
