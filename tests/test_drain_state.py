@@ -61,7 +61,8 @@ def fill(journal: Journal, n: int, events: int) -> None:
                             Decision(True, "granted"), "cloud", f"ev{i % events}"))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(1, 40), events=st.integers(1, 3), batch=st.integers(1, 9),
        script=st.lists(FAILURES, max_size=40))
 def test_every_row_settles_none_lost_none_resent_after_confirm(tmp_path_factory, n, events,
@@ -101,7 +102,8 @@ def test_every_row_settles_none_lost_none_resent_after_confirm(tmp_path_factory,
     # Order: within an event, the cloud first saw rows in journal order.
     first_seen = {x: i for i, x in reversed(list(enumerate(cloud.received)))}
     for ev in {r["event"] for r in rows}:
-        seq = [first_seen[r["nonce"]] for r in rows if r["event"] == ev and r["nonce"] in first_seen]
+        seq = [first_seen[r["nonce"]] for r in rows
+               if r["event"] == ev and r["nonce"] in first_seen]
         assert seq == sorted(seq)
     journal.close()
 

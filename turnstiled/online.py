@@ -29,23 +29,31 @@ class OnlineChecker:
     def __bool__(self) -> bool:
         return bool(self.backends)
 
-    def check(self, barcode: str) -> OnlineAnswer | None:
-        """The first backend's answer that names a ticket, within each deadline."""
+    def check(self, barcode: str, consume: bool = True) -> OnlineAnswer | None:
+        """The first answer that names a ticket or a verdict, within each deadline.
+
+        A backend that could not answer in time may still offer its offline
+        policy's answer (chapter-event ``admit-and-journal``).
+        """
+        offline: OnlineAnswer | None = None
         for backend, deadline in self.backends:
-            future = self._pool.submit(backend.online_check, barcode)
+            future = self._pool.submit(backend.online_check, barcode, consume)
             try:
                 answer = future.result(timeout=deadline)
             except cf.TimeoutError:
                 future.cancel()
                 self._warn("%s online check gave no answer within %.0f ms", backend.name,
                            deadline * 1000)
+                offline = offline or backend.offline_answer(barcode)
                 continue
             except BackendError as exc:
                 self._warn("%s online check failed: %s", backend.name, exc)
+                offline = offline or backend.offline_answer(barcode)
                 continue
-            if answer.ticket is not None or answer.granted is not None:
+            if answer.ticket is not None or (answer.verdict is not None
+                                             and answer.verdict.reason != "unknown"):
                 return answer
-        return None
+        return offline
 
     def _warn(self, msg: str, *args: object) -> None:
         # A cloud that is down would otherwise log once per scan.

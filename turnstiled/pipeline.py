@@ -46,6 +46,7 @@ class Evaluation:
     decision: Decision
     ticket: Ticket | None
     usage: Usage
+    consumed: bool = False  # an online cloud already recorded this admission
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,23 +78,32 @@ class ScanPipeline:
         self.uploaders = uploaders or {}
         self.journal_alarm: str | None = None
 
-    def evaluate(self, raw: bytes, direction: str = "in",
-                 now: float | None = None) -> Evaluation:
-        """Decide *raw* as a scan would, without journaling or moving anything."""
+    def evaluate(self, raw: bytes, direction: str = "in", now: float | None = None,
+                 consume: bool = False) -> Evaluation:
+        """Decide *raw* as a scan would, without journaling or moving anything.
+
+        *consume* lets an online-only cloud record the use (the scan path);
+        ``turnstilectl lookup`` leaves it False.
+        """
         now = self.clock() if now is None else now
         norm = normalise(raw, self.cfg.gate.max_barcode_length)
         if norm.text is None:
             return Evaluation(printable(raw), direction, rules.unreadable(), None, Usage())
         ticket = self.cache.lookup(norm.text)
+        answer = None
         if ticket is None and self.online:
-            answer = self.online.check(norm.text)
+            answer = self.online.check(norm.text, consume and direction == "in")
             if answer is not None:
                 ticket = answer.ticket
         usage = Usage()
         if ticket is not None and self.journal is not None:
             usage = self.journal.usage(ticket.source, ticket.barcode)
-        decision = rules.decide(ticket, usage, self.settings, now, direction)
-        return Evaluation(norm.text, direction, decision, ticket, usage)
+        if answer is not None and answer.verdict is not None and direction == "in":
+            decision = answer.verdict  # the cloud judged (chapter-event)
+        else:
+            decision = rules.decide(ticket, usage, self.settings, now, direction)
+        return Evaluation(norm.text, direction, decision, ticket, usage,
+                          answer is not None and answer.consumed)
 
     def handle(self, raw: bytes, scanner: str, direction: str,
                t_read: float | None = None) -> Outcome | None:
@@ -101,7 +111,7 @@ class ScanPipeline:
         assert self.journal is not None, "handle() needs the journal"
         now = self.clock()
         mono = time.monotonic() if t_read is None else t_read
-        ev = self.evaluate(raw, direction, now)
+        ev = self.evaluate(raw, direction, now, consume=True)
         if ev.decision.reason != rules.UNREADABLE and self.debouncer.seen(
                 f"{scanner}\x00{ev.barcode}", mono):
             return None
@@ -109,8 +119,12 @@ class ScanPipeline:
         new_usage = rules.apply(ev.usage, ev.decision, direction, now)
         source = t.source if t is not None else None
         uploader = self.uploaders.get(source or "")
-        upload = ("pending" if uploader is not None
-                  and uploader.uploads(ev.decision.granted, direction) else "local")
+        if ev.consumed:
+            upload = "confirmed"
+        elif uploader is not None and uploader.uploads(ev.decision.granted, direction):
+            upload = "pending"
+        else:
+            upload = "local"
         try:
             scan_id = self.journal.record(
                 Scan(now, self.cfg.gate.id, scanner, direction, ev.barcode, ev.decision,

@@ -30,7 +30,7 @@ DENY_REASONS = (
     NOT_YET_VALID, EXPIRED, ALREADY_USED, ALREADY_INSIDE, REENTRY_NOT_ALLOWED,
 )
 
-STATUSES = ("valid", "invalid", "cancelled")
+STATUSES = ("valid", "invalid", "cancelled", "used")
 POLICIES = ("single", "reentry", "unlimited")
 
 
@@ -109,6 +109,8 @@ def decide(
         return Decision(True, EXIT, "leaving")
     if ticket.status == "cancelled":
         return Decision(False, CANCELLED, "ticket cancelled")
+    if ticket.status == "used":
+        return Decision(False, ALREADY_USED, "already admitted (recorded upstream)")
     if ticket.status != "valid":
         return Decision(False, INVALID, f"ticket status {ticket.status}")
     if settings.events and ticket.event not in settings.events:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from turnstiled.backends import vivenu
+from turnstiled.backends import chapterevents, ticketing, vivenu
 from turnstiled.backends.base import (
     AuthError,
     Backend,
@@ -24,6 +24,9 @@ from turnstiled.backends.base import (
 
 REGISTRY: dict[str, tuple[type, type[Backend]]] = {
     vivenu.NAME: (vivenu.VivenuSettings, vivenu.VivenuBackend),
+    ticketing.NAME: (ticketing.TicketingSettings, ticketing.TicketingBackend),
+    chapterevents.NAME: (chapterevents.ChapterEventsSettings,
+                         chapterevents.ChapterEventsBackend),
 }
 
 

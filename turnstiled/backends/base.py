@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from turnstiled.errors import TurnstileError
-from turnstiled.rules import Ticket
+from turnstiled.rules import Decision, Ticket
 
 
 class BackendError(TurnstileError, OSError):
@@ -54,12 +54,12 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class OnlineAnswer:
-    """A cloud's own verdict on a barcode the cache does not know."""
+    """What a cloud says of a barcode the cache does not know."""
 
     ticket: Ticket | None
-    granted: bool | None = None  # None: let the local rules decide on `ticket`
-    detail: str = ""
+    verdict: Decision | None = None  # None: the local rules decide on `ticket`
     times_used: int | None = None
+    consumed: bool = False  # the cloud already recorded this use: nothing to upload
 
 
 @dataclass(frozen=True)
@@ -126,9 +126,16 @@ class Backend:
         """Tickets changed since *cursor* (None: since the last full sync started)."""
         raise BackendError(f"{self.name} has no delta sync")
 
-    def online_check(self, barcode: str) -> OnlineAnswer:
-        """Ask the cloud about one barcode (caller enforces the hard deadline)."""
+    def online_check(self, barcode: str, consume: bool = True) -> OnlineAnswer:
+        """Ask the cloud about one barcode (the caller enforces the hard deadline).
+
+        *consume* False asks without using the ticket (``turnstilectl lookup``).
+        """
         raise BackendError(f"{self.name} has no online check")
+
+    def offline_answer(self, barcode: str) -> OnlineAnswer | None:
+        """What to do when the online check cannot be made (None: unknown, deny)."""
+        return None
 
     def upload(self, scans: Sequence[UploadScan]) -> UploadResult:
         """Send journaled scans; raise for the whole batch, or answer per scan."""

@@ -140,14 +140,14 @@ class VivenuBackend(Backend):
         return Delta(pages(), iso(now) or "")
 
     # -- scan path -------------------------------------------------------
-    def online_check(self, barcode: str) -> OnlineAnswer:
+    def online_check(self, barcode: str, consume: bool = True) -> OnlineAnswer:
         params = {"eventId": self.settings.events[0]} if len(self.settings.events) == 1 else None
         status, body = self.http.request(
             "GET", f"tickets/{quote(barcode, safe='')}", params=params,
             timeout=self.settings.online_deadline_s, allow=(404,))
         if status == 404 or not isinstance(body, dict):
-            return OnlineAnswer(None, detail="vivenu: no such ticket")
-        return OnlineAnswer(to_ticket(body), detail="vivenu online")
+            return OnlineAnswer(None)
+        return OnlineAnswer(to_ticket(body))
 
     # -- drain -----------------------------------------------------------
     def upload(self, scans: Sequence[UploadScan]) -> UploadResult:
