@@ -90,3 +90,13 @@ def test_console_script_and_config_error(conf, tmp_path):
     proc = subprocess.run([str(exe), "--config", str(conf), "scans"],
                           capture_output=True, text=True, check=False, timeout=30)
     assert proc.returncode == 2 and "gate.id" in proc.stderr
+
+
+def test_doctor_without_daemon_fails_with_reasons(conf, capsys, tmp_path):
+    run(capsys, "--config", str(conf), "import", str(tmp_path / "list.csv"))
+    code, out, _ = run(capsys, "--config", str(conf), "doctor", "--json")
+    checks = {c["check"]: c for c in json.loads(out)}
+    assert code == 1
+    assert checks["config"]["level"] == "OK"
+    assert checks["cache"]["level"] == "OK" and "intact" in checks["cache"]["detail"]
+    assert checks["daemon"]["level"] == "FAIL"

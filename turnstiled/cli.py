@@ -181,6 +181,15 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(cfg: Config, args: argparse.Namespace) -> int:
+    from turnstiled import doctor
+    checks = doctor.run(cfg)
+    data = [{"check": c.name, "level": c.level, "detail": c.detail} for c in checks]
+    text = "\n".join(f"{c.level:<4}  {c.name:<18} {c.detail}" for c in checks)
+    _emit(args, data, text)
+    return 1 if any(c.level == "FAIL" for c in checks) else 0
+
+
 def _control(cmd: str) -> Any:
     def run(cfg: Config, args: argparse.Namespace) -> int:
         reply = request(cfg.paths.control_socket, cmd, by="turnstilectl")
@@ -217,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_scans)
     s = sub.add_parser("status", parents=[common], help="daemon, sources and journal at a glance")
     s.set_defaults(fn=cmd_status)
+    s = sub.add_parser("doctor", parents=[common],
+                       help="check config, disk, databases, scanners and the daemon")
+    s.set_defaults(fn=cmd_doctor)
     for name, helptext in (("open", "pulse the relay once (journaled)"),
                            ("hold", "hold the arm free until 'release'"),
                            ("release", "end a hold")):
