@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from turnstiled import config as config_mod
+from turnstiled.backends import REGISTRY
 from turnstiled.config import (
     GateSettings,
     HardwareSettings,
@@ -32,6 +33,7 @@ def test_shipped_config_loads():
 
 @pytest.mark.parametrize("schema", [GateSettings, HardwareSettings, PathSettings, LogSettings,
                                     JournalSettings,
+                                    *(schema for schema, _ in REGISTRY.values()),
                                     config_mod.ScannerSettings])
 def test_every_key_is_documented_in_the_shipped_file(schema):
     text = SHIPPED.read_text()
