@@ -1,0 +1,122 @@
+"""vivenu backend and the syncer against the vivenu emulator over loopback."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from turnstiled.backends.base import AuthError, Rejected, TransientError, UploadScan
+from turnstiled.backends.vivenu import VivenuBackend, VivenuSettings
+from turnstiled.cache import Cache
+from turnstiled.online import OnlineChecker
+from turnstiled.secret import Secret
+from turnstiled.sim import start_emulator
+from turnstiled.sync import Syncer
+
+
+@pytest.fixture
+def emu():
+    e = start_emulator("vivenu", tickets=2500, seed=3)
+    yield e
+    e.stop()
+
+
+def backend(emu, **kw) -> VivenuBackend:
+    settings = {"token": Secret(emu.credentials["token"]), "base_url": emu.base_url,
+                "timeout_s": 2.0, "page_size": 1000, **kw}
+    return VivenuBackend(VivenuSettings(**settings))
+
+
+def test_full_sync_pages_every_ticket(emu, tmp_path):
+    b = backend(emu)
+    syncer = Syncer(tmp_path / "cache.db", [b])
+    assert syncer.sync("vivenu") == "full"
+    cache = Cache(tmp_path / "cache.db", readonly=True)
+    assert cache.sources()[0]["tickets"] == len(emu.tickets) == 2500
+    some = next(d for d in emu.tickets.values() if d["status"] == "VALID")
+    t = cache.lookup(some["barcode"])
+    assert t.status == "valid" and t.zones == tuple(some["entry"]) and t.event == some["eventId"]
+    bad = next(d for d in emu.tickets.values() if d["status"] != "VALID")
+    assert cache.lookup(bad["barcode"]).status == "invalid"
+    assert b.sync_interval() == 10.0  # from the device's ticketSyncInterval
+
+
+def test_delta_picks_up_new_cancelled_and_rezoned(emu, tmp_path):
+    b = backend(emu)
+    syncer = Syncer(tmp_path / "cache.db", [b])
+    syncer.sync("vivenu")
+    valid = [d["barcode"] for d in emu.tickets.values() if d["status"] == "VALID"]
+    new = emu.add_tickets(3)
+    emu.cancel(valid[0])
+    emu.rezone(valid[1], ["VIP"])
+    assert syncer.sync("vivenu") == "delta"
+    cache = Cache(tmp_path / "cache.db", readonly=True)
+    assert all(cache.lookup(d["barcode"]) is not None for d in new)
+    assert cache.lookup(valid[0]).status == "invalid"
+    assert cache.lookup(valid[1]).zones == ("VIP",)
+
+
+def test_wrong_token_is_an_alarm_and_old_cache_stays(emu, tmp_path):
+    good = Syncer(tmp_path / "cache.db", [backend(emu)])
+    good.sync("vivenu")
+    bad = backend(emu, token=Secret("nope"))
+    with pytest.raises(AuthError):
+        list(bad.full_sync())
+    syncer = Syncer(tmp_path / "cache.db", [bad])
+    syncer.sync("vivenu", full=True)
+    assert syncer.sources["vivenu"].alarm == "auth_refused"
+    cache = Cache(tmp_path / "cache.db", readonly=True)
+    row = cache.sources()[0]
+    assert row["tickets"] == 2500 and row["state"] == "auth_refused"
+    assert "401" in row["last_error"] and "nope" not in row["last_error"]
+
+
+@pytest.mark.parametrize("fault", ["500", "503", "429:7", "reset", "truncate", "html200",
+                                   "html502", "hang:3", "auth"])
+def test_every_fault_keeps_old_cache_and_is_visible(emu, tmp_path, fault):
+    syncer = Syncer(tmp_path / "cache.db", [backend(emu, timeout_s=0.5)])
+    syncer.sync("vivenu")
+    before = Cache(tmp_path / "cache.db", readonly=True).sources()[0]["tickets"]
+    emu.add_fault("GET /api/accessusers/tickets/v2/*", fault + "x1")
+    result = syncer.sync("vivenu", full=True)
+    assert result not in ("full", "delta")
+    row = Cache(tmp_path / "cache.db", readonly=True).sources()[0]
+    assert row["tickets"] == before
+    assert row["last_error"] and row["state"] in ("retrying", "auth_refused")
+    if fault.startswith("429"):
+        assert syncer.sources["vivenu"].next_due - time.time() > 6  # Retry-After honoured
+    assert syncer.sync("vivenu", full=True) == "full"  # and it recovers
+
+
+def test_online_fallback_answers_and_honours_deadline(emu):
+    b = backend(emu, online_deadline_s=0.3)
+    checker = OnlineChecker([b])
+    doc = next(iter(emu.tickets.values()))
+    answer = checker.check(doc["barcode"])
+    assert answer is not None and answer.ticket.barcode == doc["barcode"]
+    assert checker.check("NOSUCHCODE123") is None
+    emu.add_fault("GET /api/accessusers/tickets/*", "hang:5")
+    t0 = time.monotonic()
+    assert checker.check(doc["barcode"]) is None
+    assert time.monotonic() - t0 < 2.5  # far less than the 5 s hang
+    checker.close()
+
+
+def test_upload_posts_scans_per_event(emu):
+    b = backend(emu)
+    doc = next(iter(emu.tickets.values()))
+    scans = [UploadScan(f"n{i}", doc["barcode"], 1_800_000_000.0 + i, i % 2 == 0,
+                        "in" if i < 2 else "out", doc["eventId"], doc["_id"], "g1")
+             for i in range(3)]
+    result = b.upload(scans)
+    assert result.confirmed == ["n0", "n1", "n2"]
+    got = emu.received("scan")
+    assert [(s["type"], s["direction"]) for s in got] == [("OK", "IN"), ("FAIL", "IN"),
+                                                          ("OK", "OUT")]
+    assert got[0]["scanned_at"] == "2027-01-15T08:00:00.000Z"
+    with pytest.raises(Rejected):
+        b.upload([UploadScan("x", "SHORT", 1.0, True, "in", doc["eventId"], None, "g1")])
+    emu.add_fault("POST /api/accessusers/scans/*", "503x1")
+    with pytest.raises(TransientError):
+        b.upload(scans[:1])
