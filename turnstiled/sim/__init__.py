@@ -10,11 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from turnstiled.sim.chapterevents import ChapterEventsEmulator
+from turnstiled.sim.crowdmanager import CrowdManagerEmulator
+from turnstiled.sim.octopus import OctopusEmulator
 from turnstiled.sim.server import Emulator, Fault, HttpError
+from turnstiled.sim.ticketing import TicketingEmulator
 from turnstiled.sim.vivenu import VivenuEmulator
 
 EMULATORS: dict[str, type[Emulator]] = {
     "vivenu": VivenuEmulator,
+    "octopus": OctopusEmulator,
+    "crowdmanager": CrowdManagerEmulator,
+    "ticketing": TicketingEmulator,
+    "chapterevents": ChapterEventsEmulator,
 }
 
 
@@ -27,4 +35,7 @@ def start_emulator(name: str, **kwargs: Any) -> Emulator:
     return cls(**kwargs).start()
 
 
-__all__ = ["EMULATORS", "Emulator", "Fault", "HttpError", "VivenuEmulator", "start_emulator"]
+__all__ = [
+    "EMULATORS", "ChapterEventsEmulator", "CrowdManagerEmulator", "Emulator", "Fault",
+    "HttpError", "OctopusEmulator", "TicketingEmulator", "VivenuEmulator", "start_emulator",
+]

@@ -107,8 +107,8 @@ class Emulator:
         self.lock = threading.RLock()
         self.faults: list[Fault] = []
         self.records: list[dict[str, Any]] = []
-        self.rng = random.Random(seed)
-        self._fault_rng = random.Random(seed + 1)
+        self.rng = random.Random(f"{self.name}:{seed}")
+        self._fault_rng = random.Random(f"{self.name}:faults:{seed}")
         self.routes: list[Route] = []
         self.setup(tickets)
         self.httpd = ThreadingHTTPServer((host, port), self._handler_class())
