@@ -39,7 +39,7 @@ def test_full_sync_pages_every_ticket(emu, tmp_path):
     assert t.status == "valid" and t.zones == tuple(some["entry"]) and t.event == some["eventId"]
     bad = next(d for d in emu.tickets.values() if d["status"] != "VALID")
     assert cache.lookup(bad["barcode"]).status == "invalid"
-    assert b.sync_interval() == 10.0  # from the device's ticketSyncInterval
+    assert b.sync_interval() == 15.0  # from the device's ticketSyncInterval
 
 
 def test_delta_picks_up_new_cancelled_and_rezoned(emu, tmp_path):

@@ -85,12 +85,13 @@ class VivenuBackend(Backend):
 
     # -- device settings -------------------------------------------------
     def sync_interval(self) -> float:
-        """``sync_interval_s``, or the device's ``ticketSyncInterval`` (5-900 s; 10)."""
+        """``sync_interval_s``, or the device's ``deviceSettings.ticketSyncInterval`` (5-900 s)."""
         if self.settings.sync_interval_s > 0:
             return self.settings.sync_interval_s
         if self._interval is None:
             _, me = self.http.request("GET", "me")
-            value = me.get("ticketSyncInterval") if isinstance(me, dict) else None
+            settings = me.get("deviceSettings") if isinstance(me, dict) else None
+            value = settings.get("ticketSyncInterval") if isinstance(settings, dict) else None
             self._interval = float(min(900, max(5, value))) if isinstance(
                 value, int | float) else 10.0
         return self._interval

@@ -47,7 +47,7 @@ class VivenuEmulator(Emulator):
         self.token = "vv-" + seed.code(rng, 24).lower()
         self.seller = seed.hexid(rng)
         self.device_id = seed.hexid(rng)
-        self.sync_interval = 10
+        self.sync_interval = 15  # one of vivenu's choices: 5, 15, 30, 60, 300, 600, 900
         self.events = [{"_id": seed.hexid(rng), "name": n} for n in
                        ("Spring Festival Day 1", "Spring Festival Day 2", "Club Night")]
         self.tickets: dict[str, dict[str, Any]] = {}  # by barcode
@@ -153,9 +153,13 @@ class VivenuEmulator(Emulator):
     def _me(self, req: Request) -> Any:
         self._auth(req)
         return {"_id": self.device_id, "sellerId": self.seller, "name": "Gate emulator",
-                "deviceSettings": {"scanConfig": {"mode": "default", "events": [
-                    {"eventId": e["_id"], "allowAllTicketTypes": True} for e in self.events]}},
-                "ticketSyncInterval": self.sync_interval}
+                "deviceSettings": {
+                    "accessMode": "full",
+                    "scanConfig": {"mode": "default", "enableMultiCheckin": False, "events": [
+                        {"eventId": e["_id"], "allowAllTicketTypes": True}
+                        for e in self.events]},
+                    "ticketSyncInterval": self.sync_interval},
+                "accessControlSettings": {"includeDetailsRequiredTickets": True}}
 
     def _seller(self, req: Request) -> Any:
         self._auth(req)
