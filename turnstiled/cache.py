@@ -19,6 +19,7 @@ import sqlite_utils
 from turnstiled.db import connect, write_transaction
 from turnstiled.rules import Ticket
 
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tickets (
     barcode     TEXT NOT NULL,
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS tickets (
     name        TEXT NOT NULL DEFAULT '',
     ticket_id   TEXT NOT NULL DEFAULT '',
     updated_at  REAL,
+    use_window  REAL,
     PRIMARY KEY (barcode, source)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tickets_source ON tickets (source);
@@ -48,7 +50,7 @@ CREATE TABLE IF NOT EXISTS sources (
 
 COLUMNS = (
     "barcode", "source", "event", "status", "zones", "valid_from", "valid_until",
-    "entries", "name", "ticket_id", "updated_at",
+    "entries", "name", "ticket_id", "updated_at", "use_window",
 )
 _INSERT = (
     f"INSERT OR REPLACE INTO tickets ({', '.join(COLUMNS)}) "
@@ -56,7 +58,7 @@ _INSERT = (
 )
 _LOOKUP = (
     "SELECT source, barcode, event, status, zones, valid_from, valid_until, entries, name, "
-    "ticket_id FROM tickets WHERE barcode = ?"
+    "ticket_id, use_window FROM tickets WHERE barcode = ?"
 )
 
 
@@ -74,7 +76,7 @@ def ticket_row(t: Ticket, updated_at: float | None = None) -> tuple[Any, ...]:
     return (
         t.barcode, t.source, t.event, t.status, encode_zones(t.zones), t.valid_from,
         t.valid_until, t.entries, t.name, t.ticket_id,
-        updated_at if updated_at is not None else time.time(),
+        updated_at if updated_at is not None else time.time(), t.use_window_s,
     )
 
 
@@ -89,6 +91,12 @@ class Cache:
         self.db = sqlite_utils.Database(self.conn)
         if not readonly:
             self.db.enable_wal()
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                # Disposable by design: an older layout is dropped and synced again.
+                self.conn.executescript("DROP TABLE IF EXISTS tickets; "
+                                        "DROP TABLE IF EXISTS sources;")
+                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self.conn.executescript(SCHEMA)
         self.conn.execute("PRAGMA synchronous=NORMAL")
 
@@ -104,7 +112,8 @@ class Cache:
         if len(rows) > 1:
             rows.sort(key=lambda r: (r[3] != "valid", r[0]))
         r = rows[0]
-        return Ticket(r[0], r[1], r[2], r[3], decode_zones(r[4]), r[5], r[6], r[7], r[8], r[9])
+        return Ticket(r[0], r[1], r[2], r[3], decode_zones(r[4]), r[5], r[6], r[7], r[8], r[9],
+                      r[10])
 
     # -- writers ---------------------------------------------------------
     def upsert(self, tickets: Iterable[Ticket], *, batch: int = 5000) -> int:

@@ -48,6 +48,7 @@ class Ticket:
     entries: str = "single"
     name: str = ""
     ticket_id: str = ""
+    use_window_s: float | None = None  # timed pass: valid this long after first use
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,7 @@ def decide(
         return Decision(False, ALREADY_USED, "already admitted (recorded upstream)")
     if ticket.status != "valid":
         return Decision(False, INVALID, f"ticket status {ticket.status}")
-    if settings.events and ticket.event not in settings.events:
+    if settings.events and ticket.event and ticket.event not in settings.events:
         return Decision(False, WRONG_EVENT, f"ticket is for event {ticket.event or '?'}")
     if settings.zones and ticket.zones and not set(ticket.zones) & set(settings.zones):
         return Decision(False, WRONG_ZONE, f"ticket zones {', '.join(ticket.zones)}")
@@ -121,6 +122,9 @@ def decide(
         return Decision(False, NOT_YET_VALID, "before the ticket's entry window")
     if ticket.valid_until is not None and now > ticket.valid_until + settings.late_entry_s:
         return Decision(False, EXPIRED, "after the ticket's entry window")
+    if (ticket.use_window_s is not None and usage.first_used is not None
+            and now > usage.first_used + ticket.use_window_s):
+        return Decision(False, EXPIRED, "the pass's time since first use has run out")
     return _check_entries(ticket, usage)
 
 
