@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from turnstiled.backends import chapterevents, ticketing, vivenu
+from turnstiled.backends import chapterevents, crowdmanager, octopus, ticketing, vivenu
 from turnstiled.backends.base import (
     AuthError,
     Backend,
@@ -25,6 +25,8 @@ from turnstiled.backends.base import (
 REGISTRY: dict[str, tuple[type, type[Backend]]] = {
     vivenu.NAME: (vivenu.VivenuSettings, vivenu.VivenuBackend),
     ticketing.NAME: (ticketing.TicketingSettings, ticketing.TicketingBackend),
+    crowdmanager.NAME: (crowdmanager.CrowdManagerSettings, crowdmanager.CrowdManagerBackend),
+    octopus.NAME: (octopus.OctopusSettings, octopus.OctopusBackend),
     chapterevents.NAME: (chapterevents.ChapterEventsSettings,
                          chapterevents.ChapterEventsBackend),
 }

@@ -1,0 +1,226 @@
+"""TickeTing, chapter-event, CrowdManager and Octopus backends against their emulators."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.conftest import make_config
+from turnstiled import rules
+from turnstiled.backends.base import AuthError, UpgradeRequired, UploadScan
+from turnstiled.backends.chapterevents import ChapterEventsBackend, ChapterEventsSettings
+from turnstiled.backends.crowdmanager import CrowdManagerBackend, CrowdManagerSettings, windows
+from turnstiled.backends.octopus import OctopusBackend, OctopusSettings
+from turnstiled.backends.ticketing import TicketingBackend, TicketingSettings
+from turnstiled.cache import Cache
+from turnstiled.journal import Journal
+from turnstiled.online import OnlineChecker
+from turnstiled.pipeline import ScanPipeline
+from turnstiled.rules import RuleSettings, Usage, decide
+from turnstiled.secret import Secret
+from turnstiled.sim import start_emulator
+from turnstiled.sync import Syncer
+
+
+def cached(tmp_path):
+    return Cache(tmp_path / "cache.db", readonly=True)
+
+
+# -- TickeTing ---------------------------------------------------------------
+@pytest.fixture
+def tk():
+    with start_emulator("ticketing", tickets=90, seed=8) as e:
+        yield e
+
+
+def tk_backend(e, code_key="section_token_code", **kw):
+    return TicketingBackend(TicketingSettings(admission_code=Secret(e.credentials[code_key]),
+                                              base_url=e.base_url, timeout_s=2.0, **kw))
+
+
+def test_ticketing_sync_keeps_token_sections_and_sees_changes(tk, tmp_path):
+    b = tk_backend(tk, page_size=20)
+    syncer = Syncer(tmp_path / "cache.db", [b])
+    assert syncer.sync("ticketing") == "full"
+    section = next(iter(b.sections))
+    mine = [t for t in tk.tickets.values() if t["section"]["self"] == section]
+    assert cached(tmp_path).sources()[0]["tickets"] == len(mine) == 30
+    ok = next(t for t in mine if t["status"] == "Issued")
+    assert cached(tmp_path).lookup(ok["serial"]).zones == ("Floor",)
+    other = next(t for t in tk.tickets.values() if t["section"]["self"] != section)
+    assert cached(tmp_path).lookup(other["serial"]) is None
+    time.sleep(0.01)
+    new = tk.add_tickets(3)
+    tk.cancel(ok["serial"])
+    assert syncer.sync("ticketing") == "delta"
+    c = cached(tmp_path)
+    assert c.lookup(ok["serial"]).status == "cancelled"
+    assert sum(c.lookup(n["serial"]) is not None for n in new) == sum(
+        n["section"]["self"] == section for n in new)
+
+
+def test_ticketing_upgrade_required_and_bad_code(tk, tmp_path):
+    old = tk_backend(tk, client_version="2.0.0")
+    with pytest.raises(UpgradeRequired):
+        list(old.full_sync())
+    syncer = Syncer(tmp_path / "cache.db", [old])
+    syncer.sync("ticketing")
+    assert syncer.sources["ticketing"].alarm == "upgrade_required"
+    assert cached(tmp_path).sources()[0]["state"] == "upgrade_required"
+    with pytest.raises(ValueError, match="admission_code"):
+        TicketingBackend(TicketingSettings(admission_code=Secret("short"), base_url="x"))
+
+
+def test_ticketing_upload_admitted_subset(tk):
+    b = tk_backend(tk)
+    list(b.full_sync())
+    mine = [t["serial"] for t in tk.tickets.values()
+            if t["section"]["self"] in b.sections and t["status"] == "Issued"]
+    scans = [UploadScan(f"n{i}", s, 1.0, True, "in", b.event, s, "g1")
+             for i, s in enumerate([mine[0], mine[1], "NOSUCH-000000000000"])]
+    result = b.upload(scans)
+    assert result.confirmed == ["n0", "n1"] and list(result.rejected) == ["n2"]
+    again = b.upload(scans[:1])
+    assert again.rejected["n0"].startswith("not admitted upstream")
+    assert not b.uploads(False, "in") and not b.uploads(True, "out")
+
+
+# -- chapter-event -----------------------------------------------------------
+@pytest.fixture
+def ce():
+    with start_emulator("chapterevents", tickets=30, seed=8) as e:
+        yield e
+
+
+def ce_backend(e, **kw):
+    return ChapterEventsBackend(ChapterEventsSettings(
+        base_url=e.base_url, password=Secret(e.credentials["password"]), timeout_s=2.0, **kw))
+
+
+def test_chapterevents_online_verdicts(ce, tmp_path):
+    b = ce_backend(ce)
+    checker = OnlineChecker([b])
+    paid = [t["external_id"] for t in ce.tickets.values() if t["status"] == "PAID"]
+    unpaid = next(t["external_id"] for t in ce.tickets.values() if t["status"] != "PAID")
+    peek = checker.check(paid[0], consume=False)
+    assert peek.verdict.granted and not peek.consumed
+    first = checker.check(paid[0])
+    assert first.verdict.granted and first.consumed
+    assert checker.check(paid[0]).verdict.reason == rules.ALREADY_USED
+    assert checker.check(unpaid).verdict.reason == rules.INVALID
+    assert checker.check("NOSUCH") is None
+    bad = OnlineChecker([ChapterEventsBackend(ChapterEventsSettings(
+        base_url=ce.base_url, password=Secret("wrong")))])
+    assert bad.check(paid[1]) is None  # 401: nobody could answer; the scan is denied
+    checker.close()
+    bad.close()
+
+
+def test_chapterevents_offline_admit_then_reconcile_conflict(ce, tmp_path):
+    b = ce_backend(ce, offline_policy="admit-and-journal", online_deadline_s=0.3)
+    cfg = make_config(tmp_path)
+    paid = [t["external_id"] for t in ce.tickets.values() if t["status"] == "PAID"]
+    ce.add_fault("PUT /validate_ticket/", "503x2")
+    journal = Journal(cfg.paths.journal_db)
+    pipe = ScanPipeline(cfg, Cache(cfg.paths.cache_db), journal, None,
+                        online=OnlineChecker([b]), uploaders={b.name: b})
+    for code in paid[:2]:
+        o = pipe.handle(code.encode(), "s", "in")
+        assert o.evaluation.decision.granted
+        assert "offline" in o.evaluation.decision.detail
+    assert journal.counts() == {"pending": 2}
+    ce.admin_tickets({"action": "use", "external_id": paid[1]})  # used at another door
+    from turnstiled.drain import Drainer
+    drainer = Drainer(cfg.paths.journal_db, [b])
+    drainer.drain_once("chapterevents")
+    rows = {r["barcode"]: r for r in journal.iter_all()}
+    assert rows[paid[0]]["upload"] == "confirmed"
+    assert rows[paid[1]]["upload"] == "rejected"
+    assert rows[paid[1]]["upload_note"].startswith("conflict: already used")
+    online = pipe.handle(paid[2].encode(), "s", "in")
+    assert online.evaluation.consumed
+    assert journal.recent(1)[0]["upload"] == "confirmed"  # registered online already
+
+
+# -- CrowdManager ------------------------------------------------------------
+@pytest.fixture
+def cm():
+    with start_emulator("crowdmanager", tickets=420, seed=8) as e:
+        yield e
+
+
+def cm_backend(e, **kw):
+    return CrowdManagerBackend(CrowdManagerSettings(
+        base_url=e.base_url, token=Secret(e.credentials["token"]), page_delay_s=0.0,
+        timeout_s=2.0, **kw))
+
+
+def test_crowdmanager_windows_never_exceed_three_years():
+    span = windows(0, 10 * 365 * 86400)
+    assert len(span) == 4 and all(hi - lo <= 3 * 365 * 86400 for lo, hi in span)
+    assert span[0][0] == 0 and span[-1][1] == 10 * 365 * 86400
+
+
+def test_crowdmanager_full_and_delta_sync(cm, tmp_path):
+    b = cm_backend(cm, history_days=2000)  # longer than 3 years: several windows
+    syncer = Syncer(tmp_path / "cache.db", [b])
+    assert syncer.sync("crowdmanager") == "full"
+    members = len(cm.data["members"])
+    assert cached(tmp_path).sources()[0]["tickets"] == 420 + members
+    ticket = next(t for t in cm.data["tickets"] if t["status"] == 1)
+    t = cached(tmp_path).lookup(ticket["barcode"])
+    assert t.status == "valid" and t.zones == (ticket["sector_txt"],)
+    card = cached(tmp_path).lookup(cm.data["members"][0]["card_number"])
+    assert card.entries == "reentry"
+    assert decide(card, Usage(), RuleSettings(events=("7001",)), time.time()).granted
+    new = cm.add_tickets(2)
+    cm.cancel(ticket["id"])
+    cm.rezone(cm.data["tickets"][5]["id"], 30)
+    assert syncer.sync("crowdmanager") == "delta"
+    c = cached(tmp_path)
+    assert c.lookup(ticket["barcode"]).status == "cancelled"
+    assert c.lookup(cm.data["tickets"][5]["barcode"]).zones == ("VIP lounge",)
+    assert all(c.lookup(n["barcode"]) for n in new)
+
+
+def test_crowdmanager_auth_and_faults(cm, tmp_path):
+    bad = CrowdManagerBackend(CrowdManagerSettings(base_url=cm.base_url, token=Secret("x"),
+                                                   page_delay_s=0))
+    with pytest.raises(AuthError):
+        list(bad.full_sync())
+    syncer = Syncer(tmp_path / "cache.db", [cm_backend(cm, page_size=100)])
+    syncer.sync("crowdmanager")
+    for fault in ("500", "429:3", "reset", "truncate", "html502"):
+        cm.add_fault("GET /api/tickets", fault + "x1")
+        assert syncer.sync("crowdmanager", full=True) != "full"
+        assert cached(tmp_path).sources()[0]["tickets"] > 420
+    assert syncer.sync("crowdmanager", full=True) == "full"
+
+
+# -- Octopus -----------------------------------------------------------------
+def test_octopus_timed_passes(tmp_path):
+    with start_emulator("octopus", tickets=15, seed=8) as e:
+        c = e.credentials
+        b = OctopusBackend(OctopusSettings(base_url=e.base_url, api_key=Secret(c["api_key"]),
+                                           location_id=c["location_id"], page_size=4))
+        syncer = Syncer(tmp_path / "cache.db", [b])
+        assert syncer.sync("octopus") == "full"
+        assert cached(tmp_path).sources()[0]["tickets"] == 15
+        hour = cached(tmp_path).lookup(e.tickets[0]["code"])
+        group = cached(tmp_path).lookup(e.tickets[2]["code"])
+        assert hour.use_window_s == 3600 and hour.entries == "reentry"
+        assert group.entries == "4"
+        now = time.time()
+        s = RuleSettings()
+        assert decide(hour, Usage(), s, now).granted
+        used = Usage(1, 1, False, now - 3700)
+        assert decide(hour, used, s, now).reason == rules.EXPIRED
+        assert decide(group, Usage(4, 0, True, now), s, now).reason == rules.ALREADY_USED
+        e.cancel(e.tickets[0]["id"])
+        syncer.sync("octopus")
+        assert cached(tmp_path).lookup(e.tickets[0]["code"]).status == "cancelled"
+        wrong = OctopusBackend(OctopusSettings(base_url=e.base_url, api_key=Secret("nope"),
+                                               location_id=c["location_id"]))
+        with pytest.raises(AuthError):
+            list(wrong.full_sync())
