@@ -8,7 +8,6 @@ sees either the old list or the new one, never half of each.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import sqlite_utils
 from turnstiled.db import connect, write_transaction
 from turnstiled.rules import Ticket
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tickets (
     barcode     TEXT NOT NULL,
@@ -62,13 +61,15 @@ _LOOKUP = (
 )
 
 
+ZONE_SEP = "\x1f"  # ASCII unit separator: never part of a zone name
+
+
 def encode_zones(zones: Iterable[str]) -> str:
-    zones = [z for z in zones if z]
-    return json.dumps(zones, separators=(",", ":")) if zones else ""
+    return ZONE_SEP.join(z for z in zones if z)
 
 
 def decode_zones(text: str) -> tuple[str, ...]:
-    return tuple(json.loads(text)) if text else ()
+    return tuple(text.split(ZONE_SEP)) if text else ()
 
 
 def ticket_row(t: Ticket, updated_at: float | None = None) -> tuple[Any, ...]:
@@ -123,6 +124,9 @@ class Cache:
     def replace_source(self, source: str, tickets: Iterable[Ticket]) -> int:
         """Swap the whole list of *source* for *tickets*, atomically."""
         n = 0
+        # A bigger page cache for the bulk write keeps the B-tree in memory
+        # (bounded: it does not grow with the number of tickets).
+        self.conn.execute("PRAGMA cache_size = -8000")
         with write_transaction(self.conn) as conn:
             conn.execute("DELETE FROM tickets WHERE source = ?", (source,))
             for chunk in _chunks(self._rows(tickets), 5000):

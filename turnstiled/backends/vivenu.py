@@ -11,6 +11,7 @@ with a reason instead of "unknown".
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -107,22 +108,31 @@ class VivenuBackend(Backend):
         return self._events
 
     # -- sync ------------------------------------------------------------
-    def _pages(self, event: str, params: dict[str, Any]) -> Iterator[list[Ticket]]:
+    def _page(self, event: str, params: dict[str, Any], skip: int) -> tuple[list[Ticket], int,
+                                                                          Any]:
         top = max(1, min(1000, self.settings.page_size))
-        skip = 0
-        while True:
-            _, body = self.http.request("GET", f"tickets/v2/{quote(event, safe='')}",
-                                        params={**params, "top": top, "skip": skip})
-            if not isinstance(body, dict) or not isinstance(body.get("docs"), list):
-                raise TransientError("vivenu tickets/v2: answer has no docs list")
-            docs = body["docs"]
-            tickets = [t for t in map(to_ticket, docs) if t is not None]
-            if tickets:
-                yield tickets
-            skip += len(docs)
-            total = body.get("total")
-            if not docs or (isinstance(total, int) and skip >= total):
-                return
+        _, body = self.http.request("GET", f"tickets/v2/{quote(event, safe='')}",
+                                    params={**params, "top": top, "skip": skip})
+        if not isinstance(body, dict) or not isinstance(body.get("docs"), list):
+            raise TransientError("vivenu tickets/v2: answer has no docs list")
+        docs = body["docs"]
+        return [t for t in map(to_ticket, docs) if t is not None], len(docs), body.get("total")
+
+    def _pages(self, event: str, params: dict[str, Any]) -> Iterator[list[Ticket]]:
+        """Every page, the next one fetched and parsed while the caller stores this one."""
+        with cf.ThreadPoolExecutor(1, thread_name_prefix="vivenu-page") as pool:
+            skip = 0
+            ahead = pool.submit(self._page, event, params, skip)
+            while True:
+                tickets, count, total = ahead.result()
+                skip += count
+                more = count > 0 and not (isinstance(total, int) and skip >= total)
+                if more:
+                    ahead = pool.submit(self._page, event, params, skip)
+                if tickets:
+                    yield tickets
+                if not more:
+                    return
 
     def full_sync(self) -> Iterator[list[Ticket]]:
         for event in self.events():
