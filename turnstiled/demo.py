@@ -2,9 +2,11 @@
 
 Mock GPIO pins (gpiozero ``MockFactory``), a simulated serial scanner (a
 pseudo-terminal whose path is printed: anything written to it is read by
-the real serial reader), demo tickets, and a live view of the relay,
-lights, buzzer and the last decisions. Barcodes typed at the prompt are
-written into the pty, so they take exactly the path a scanner's would.
+the real serial reader), the built-in vivenu emulator as the ticket cloud
+(synced, and receiving the gate's scans), a local staff list beside it,
+and a live view of the relay, lights, buzzer and the last decisions.
+Barcodes typed at the prompt are written into the pty, so they take
+exactly the path a scanner's would.
 With stdin not a terminal, each input line is scanned and each decision
 printed as a line (handy in scripts).
 """
@@ -19,6 +21,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,8 +32,10 @@ from turnstiled import importer
 from turnstiled.cache import Cache
 from turnstiled.daemon import Daemon
 from turnstiled.pipeline import Outcome
+from turnstiled.sim import start_emulator
+from turnstiled.sim.vivenu import VivenuEmulator
 
-PANEL_LINES = 22
+PANEL_LINES = 28
 DEMO_CONFIG = """# Written by turnstiled-demo; try: turnstilectl --config THIS_FILE status
 [gate]
 id = "demo-gate"
@@ -43,6 +48,11 @@ control_socket = "{data_dir}/control.sock"
 
 [log]
 level = "warning"
+
+[sources.vivenu]
+token = "{token}"
+base_url = "{vivenu_url}"
+sync_interval_s = 5.0
 
 [[scanner]]
 name = "demo-serial"
@@ -75,6 +85,40 @@ def demo_tickets(path: Path) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in rows]
 
 
+def vivenu_legend(emu: VivenuEmulator) -> list[tuple[str, str]]:
+    """A few of the emulator's tickets worth trying, with what they show."""
+    docs = list(emu.tickets.values())
+    pick = [("valid, zone GA", lambda d: d["status"] == "VALID" and d["entry"] == ["GA"]),
+            ("valid, GA + VIP", lambda d: d["status"] == "VALID" and "VIP" in d["entry"]),
+            ("crew only: wrong zone",
+             lambda d: d["status"] == "VALID" and d["entry"] == ["BACKSTAGE"]),
+            ("vivenu INVALID", lambda d: d["status"] == "INVALID")]
+    out = []
+    for what, test in pick:
+        doc = next((d for d in docs if test(d)), None)
+        if doc is not None:
+            out.append((doc["barcode"], f"vivenu: {what}"))
+    return out
+
+
+def wait_synced(cfg: config_mod.Config, source: str, timeout: float = 30.0) -> bool:
+    """Wait for the first full sync of *source* (the demo's tickets come from it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            cache = Cache(cfg.paths.cache_db, readonly=True)
+        except (FileNotFoundError, OSError):
+            time.sleep(0.1)
+            continue
+        try:
+            if any(s["source"] == source and s.get("last_full_sync") for s in cache.sources()):
+                return True
+        finally:
+            cache.close()
+        time.sleep(0.1)
+    return False
+
+
 class View:
     """Renders the gate's state: a live panel on a terminal, lines otherwise."""
 
@@ -85,6 +129,7 @@ class View:
         self.cfg_path = daemon.cfg.path
         self.legend = legend
         self.live = live
+        self.emulator: VivenuEmulator | None = None
         self.lock = threading.Condition()
         self.stop = threading.Event()
         self.decided = 0
@@ -104,15 +149,30 @@ class View:
             print(f"{'GRANT' if d.granted else 'DENY '} {o.evaluation.barcode}  "
                   f"{d.reason}: {d.detail}", flush=True)
 
+    def synced(self) -> str:
+        try:
+            cache = Cache(self.daemon.cfg.paths.cache_db, readonly=True)
+        except (FileNotFoundError, OSError):
+            return "not synced yet"
+        try:
+            row = next((r for r in cache.sources() if r["source"] == "vivenu"), None)
+        finally:
+            cache.close()
+        if row is None or not row.get("last_sync"):
+            return "not synced yet"
+        err = f", ERROR {row['last_error'][:40]}" if row.get("last_error") else ""
+        return f"{row['tickets']} tickets, synced {int(time.time() - row['last_sync'])}s ago{err}"
+
     def panel(self) -> list[str]:
         g = self.daemon.gate.state()
         lamp = lambda on, name: f"[{name.upper()}]" if on else f" {name} "  # noqa: E731
         half = (len(self.legend) + 1) // 2
-        legend = [f"  {b} {d:<28} " + (f"{b2} {d2}" if k + half < len(self.legend) else "")
+        legend = [f"  {b:<12} {d:<31} " + (f"{b2} {d2}" if k + half < len(self.legend) else "")
                   for k, ((b, d), (b2, d2)) in enumerate(
                       zip(self.legend[:half], [*self.legend[half:], ("", "")], strict=False))]
         lines = [
-            "turnstiled demo - mock GPIO pins, simulated serial scanner, local demo tickets",
+            "turnstiled demo - mock GPIO pins, simulated serial scanner, vivenu emulator "
+            "+ local list",
             f"scanner pty: {self.pty_path}  (printf 'DEMO-0001\\r' > {self.pty_path})",
             f"technician:  turnstilectl --config {self.cfg_path} status|scans|open",
             "",
@@ -120,7 +180,10 @@ class View:
             f"{lamp(g['red'], 'red')} {lamp(g['buzzer'], 'buzzer')}"
             f"{'  FIRE ALARM' if g['fire_alarm'] else ''}",
             "",
-            "demo tickets (gate admits zone GA):",
+            f"  vivenu: {self.synced()}   scans uploaded to vivenu: "
+            f"{len(self.emulator.received('scan')) if self.emulator else 0}",
+            "",
+            "tickets to try (the gate admits zone GA):",
             *legend,
             "last decisions:",
         ]
@@ -155,15 +218,20 @@ class View:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="turnstiled-demo", description=__doc__)
     parser.add_argument("--data-dir", help="keep the demo's databases here (default: temp)")
+    parser.add_argument("--tickets", type=int, default=2000,
+                        help="tickets in the vivenu emulator (default 2000)")
     args = parser.parse_args(argv)
     workdir = Path(args.data_dir or tempfile.mkdtemp(prefix="turnstiled-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     master, slave = os.openpty()
     pty_path = os.ttyname(slave)
     cfg_path = workdir / "turnstiled.toml"
-    cfg_path.write_text(DEMO_CONFIG.format(data_dir=workdir, pty=pty_path))
+    emulator = start_emulator("vivenu", tickets=args.tickets, seed=42)
+    cfg_path.write_text(DEMO_CONFIG.format(data_dir=workdir, pty=pty_path,
+                                           token=emulator.credentials["token"],
+                                           vivenu_url=emulator.base_url))
     cfg = config_mod.load(str(cfg_path))
-    legend = demo_tickets(workdir / "demo-tickets.csv")
+    legend = vivenu_legend(emulator) + demo_tickets(workdir / "demo-tickets.csv")
     cache = Cache(cfg.paths.cache_db)
     cache.replace_source("local", importer.read_file(workdir / "demo-tickets.csv"))
     cache.mark_sync("local", full=True, ok=True)
@@ -171,9 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     live = sys.stdin.isatty() and sys.stdout.isatty()
     daemon = Daemon(cfg, MockFactory())
     view = View(daemon, pty_path, legend, live)
+    view.emulator = emulator
     daemon._on_outcome = view.outcome
     daemon.start()
     daemon.wait_scanners()
+    wait_synced(cfg, "vivenu")
     print(f"turnstiled demo: data in {workdir}\nsimulated serial scanner: {pty_path}\n"
           f"in another terminal: turnstilectl --config {cfg_path} status | scans | open",
           flush=True)
@@ -202,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             painter.join(1)
         view.restore()
         daemon.stop()
+        emulator.stop()
         with contextlib.suppress(OSError):
             os.close(master)
             os.close(slave)
