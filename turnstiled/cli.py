@@ -109,6 +109,7 @@ def scan_json(row: dict[str, Any]) -> dict[str, Any]:
         "detail": row["detail"], "source": row["source"], "event": row["event"],
         "passed": None if row["passed"] is None else bool(row["passed"]),
         "upload": row["upload"], "upload_note": row["upload_note"],
+        "resent": bool(row.get("resent")),
     }
 
 

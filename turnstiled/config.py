@@ -103,6 +103,9 @@ class JournalSettings:
 
     retention_days: float = 30.0
     on_write_failure: Literal["deny", "decide"] = "deny"
+    upload_batch_delay_s: float = 1.0
+    upload_retry_min_s: float = 2.0
+    upload_retry_max_s: float = 300.0
 
 
 @dataclass(frozen=True)

@@ -85,8 +85,11 @@ class Daemon:
         self.pipeline = ScanPipeline(cfg, self.cache, self.journal, self.gate,
                                      on_outcome=self._outcome, online=self.online,
                                      uploaders={b.name: b for b in self.backends})
+        j = cfg.journal
         self.drainer = Drainer(cfg.paths.journal_db, self.backends,
-                               retention_s=cfg.journal.retention_days * 86400,
+                               batch_delay_s=j.upload_batch_delay_s,
+                               retry=(j.upload_retry_min_s, j.upload_retry_max_s),
+                               retention_s=j.retention_days * 86400,
                                on_progress=lambda: self.heartbeats.beat("drain"))
         self.scanners: list[Scanner] = [
             make_scanner(sc, self._frame_sink(sc)) for sc in cfg.scanner]

@@ -33,7 +33,7 @@ from turnstiled.backends.base import (
     UploadScan,
 )
 from turnstiled.journal import Journal
-from turnstiled.sync import ALARM_RETRY_S, backoff
+from turnstiled.sync import ALARM_RETRY_S, BACKOFF_BASE_S, BACKOFF_MAX_S, backoff
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +61,15 @@ class Drainer:
     """Uploads journaled scans of every backend that can take them."""
 
     def __init__(self, journal_path: str | Path, backends: Iterable[Backend], *,
-                 batch: int = 500, retention_s: float = 30 * 86400,
+                 batch: int = 500, batch_delay_s: float = 0.0,
+                 retention_s: float = 30 * 86400,
+                 retry: tuple[float, float] = (BACKOFF_BASE_S, BACKOFF_MAX_S),
                  on_progress: Callable[[], None] | None = None) -> None:
         self.journal_path = Path(journal_path)
         self.states = {b.name: DrainState(b) for b in backends if b.capabilities.scan_upload}
         self.batch = batch
+        self.batch_delay_s = batch_delay_s
+        self.retry = retry
         self.retention_s = retention_s
         self.on_progress = on_progress
         self.journal: Journal | None = None
@@ -90,6 +94,17 @@ class Drainer:
         journal = self._journal()
         st = self.states[name]
         size = max(1, min(self.batch, getattr(st.backend.settings, "upload_batch", self.batch)))
+        if self.batch_delay_s > 0:
+            # Fill batches: fewer requests, and fewer moments in which a power
+            # cut could fall between the cloud's answer and our commit.
+            waiting, oldest = journal.pending(name)
+            if waiting == 0:
+                st.next_due = time.time() + min(IDLE_POLL_S, self.batch_delay_s)
+                return 0
+            if waiting < size and oldest is not None and \
+                    time.time() - oldest < self.batch_delay_s:
+                st.next_due = oldest + self.batch_delay_s
+                return 0
         rows = journal.claim(name, size)
         if not rows:
             st.next_due = time.time() + IDLE_POLL_S
@@ -145,7 +160,8 @@ class Drainer:
             st.alarm = alarm
             st.next_due = time.time() + ALARM_RETRY_S
             return
-        st.next_due = time.time() + backoff(st.failures, exc.retry_after)
+        st.next_due = time.time() + backoff(st.failures, exc.retry_after, base=self.retry[0],
+                                            ceiling=self.retry[1])
         if st.failures == 1:
             logger.warning("drain %s: upload failed, will retry: %s", name, exc)
         else:

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS scans (
     upload      TEXT NOT NULL DEFAULT 'pending',
     attempts    INTEGER NOT NULL DEFAULT 0,
     upload_note TEXT,
-    uploaded_at REAL
+    uploaded_at REAL,
+    resent      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS scans_upload ON scans (upload, id);
 CREATE TABLE IF NOT EXISTS usage (
@@ -160,11 +161,22 @@ class Journal:
 
     # -- the drain (its own connection; each step one short transaction) --
     def recover_inflight(self) -> int:
-        """After a restart: rows left in flight go back to pending (re-sent)."""
+        """After a restart: rows left in flight go back to pending, marked ``resent``.
+
+        The cloud may already hold them (if the process died between its
+        answer and our commit); ``resent`` keeps that visible.
+        """
         with self.conn:
             cur = self.conn.execute(
-                "UPDATE scans SET upload = 'pending' WHERE upload = 'inflight'")
+                "UPDATE scans SET upload = 'pending', resent = 1 WHERE upload = 'inflight'")
         return cur.rowcount
+
+    def pending(self, source: str) -> tuple[int, float | None]:
+        """How many rows of *source* wait for upload, and when the oldest was scanned."""
+        n, oldest = self.conn.execute(
+            "SELECT COUNT(*), MIN(at) FROM scans WHERE upload = 'pending' AND source = ?",
+            (source,)).fetchone()
+        return int(n), oldest
 
     def claim(self, source: str, limit: int) -> list[dict[str, Any]]:
         """Move the oldest pending rows of *source* (one event) to in flight."""

@@ -46,13 +46,19 @@ class SourceState:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def backoff(failures: int, retry_after: float | None = None,
+def backoff(failures: int, retry_after: float | None = None, *,
+            base: float = BACKOFF_BASE_S, ceiling: float = BACKOFF_MAX_S,
             rng: Callable[[], float] = random.random) -> float:
-    """Seconds to wait after *failures* consecutive failures (full jitter, capped)."""
-    ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** min(failures, 16))
-    wait = ceiling / 2 + rng() * ceiling / 2
+    """Seconds to wait after *failures* consecutive failures.
+
+    Exponential from *base*, capped at *ceiling*, with jitter over the upper
+    half so gates that failed together do not retry together; a server's
+    Retry-After is honoured (up to four ceilings).
+    """
+    top = min(ceiling, base * 2 ** min(failures - 1, 16))
+    wait = top / 2 + rng() * top / 2
     if retry_after is not None:
-        wait = max(wait, min(retry_after, BACKOFF_MAX_S * 4))
+        wait = max(wait, min(retry_after, ceiling * 4))
     return wait
 
 
