@@ -208,3 +208,39 @@ def test_journal_full_keeps_deciding_by_policy_and_loses_nothing(tmp_path, pins,
     j.close()
     os.close(master)
     os.close(slave)
+
+
+def test_sources_sync_in_the_daemon_and_scans_reach_the_cloud(tmp_path, pins):
+    """vivenu and a local staff list at once; a vivenu scan is uploaded by the drain."""
+    from turnstiled.control import request
+    from turnstiled.sim import start_emulator
+    with start_emulator("vivenu", tickets=200, seed=9) as emu:
+        master, slave = os.openpty()
+        cfg = make_config(tmp_path, sources={"vivenu": {
+            "token": emu.credentials["token"], "base_url": emu.base_url,
+            "sync_interval_s": 0.2}}, journal={"upload_batch_delay_s": 0.0},
+            scanner=[{"name": "s", "type": "serial", "url": os.ttyname(slave)}])
+        cache = Cache(cfg.paths.cache_db)
+        cache.upsert([Ticket("local", "STAFF-0001", entries="unlimited")])
+        cache.close()
+        got: queue.Queue = queue.Queue()
+        daemon = Daemon(cfg, pins, on_outcome=got.put)
+        daemon.start()
+        assert daemon.wait_scanners()
+        assert wait_until(lambda: daemon.syncer.sources["vivenu"].last_full is not None, 10)
+        doc = next(d for d in emu.tickets.values() if d["status"] == "VALID")
+        os.write(master, doc["barcode"].encode() + b"\rSTAFF-0001\r")
+        assert got.get(timeout=5).evaluation.decision.granted
+        assert got.get(timeout=5).evaluation.ticket.source == "local"
+        assert wait_until(lambda: len(emu.received("scan")) == 1, 10)
+        assert emu.received("scan")[0]["barcode"] == doc["barcode"]
+        emu.cancel(doc["barcode"])
+        assert request(cfg.paths.control_socket, "sync")["sources"] == ["vivenu"]
+        assert wait_until(lambda: Cache(cfg.paths.cache_db, readonly=True).lookup(
+            doc["barcode"]).status == "invalid", 10)
+        daemon.stop()
+        j = Journal(cfg.paths.journal_db, readonly=True)
+        assert j.counts() == {"confirmed": 1, "local": 1}
+        j.close()
+        os.close(master)
+        os.close(slave)

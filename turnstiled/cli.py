@@ -182,6 +182,14 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sync(cfg: Config, args: argparse.Namespace) -> int:
+    reply = request(cfg.paths.control_socket, "sync", full=args.full)
+    reply.pop("ok", None)
+    names = ", ".join(reply["sources"]) or "none (no [sources.*] configured)"
+    _emit(args, reply, f"{'full ' if args.full else ''}sync requested: {names}")
+    return 0
+
+
 def cmd_doctor(cfg: Config, args: argparse.Namespace) -> int:
     from turnstiled import doctor
     checks = doctor.run(cfg)
@@ -227,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_scans)
     s = sub.add_parser("status", parents=[common], help="daemon, sources and journal at a glance")
     s.set_defaults(fn=cmd_status)
+    s = sub.add_parser("sync", parents=[common], help="ask the daemon to sync every source now")
+    s.add_argument("--full", action="store_true", help="a full sync, not a delta")
+    s.set_defaults(fn=cmd_sync)
     s = sub.add_parser("doctor", parents=[common],
                        help="check config, disk, databases, scanners and the daemon")
     s.set_defaults(fn=cmd_doctor)

@@ -96,6 +96,7 @@ class Daemon:
         self.control = ControlServer(cfg.paths.control_socket, {
             "status": self._cmd_status, "open": self._cmd_open,
             "hold": self._cmd_hold, "release": self._cmd_release,
+            "sync": lambda req: {"sources": self.syncer.request(bool(req.get("full")))},
         })
         self._worker = threading.Thread(target=self._work, name="decide", daemon=True)
 

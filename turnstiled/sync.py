@@ -152,6 +152,14 @@ class Syncer:
             st.next_due = time.time() + 10.0
         return kind
 
+    def request(self, full: bool = False) -> list[str]:
+        """Make every source due now (``turnstilectl sync``); the thread does the work."""
+        for st in self.sources.values():
+            st.next_due = 0.0
+            if full:
+                st.last_full = None
+        return list(self.sources)
+
     def run_once(self) -> dict[str, str]:
         """Sync every source that is due; returns what each did."""
         now = time.time()
