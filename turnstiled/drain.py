@@ -17,7 +17,6 @@ and raise an alarm shown by ``turnstilectl status``.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from turnstiled.backends.base import (
 )
 from turnstiled.journal import Journal
 from turnstiled.sync import ALARM_RETRY_S, BACKOFF_BASE_S, BACKOFF_MAX_S, backoff
+from turnstiled.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -57,24 +57,24 @@ def to_upload(row: dict[str, Any]) -> UploadScan:
                       row["direction"], row["event"], row["ticket_id"], row["gate_id"])
 
 
-class Drainer:
+class Drainer(Worker):
     """Uploads journaled scans of every backend that can take them."""
+
+    thread_name = "drain"
 
     def __init__(self, journal_path: str | Path, backends: Iterable[Backend], *,
                  batch: int = 500, batch_delay_s: float = 0.0,
                  retention_s: float = 30 * 86400,
                  retry: tuple[float, float] = (BACKOFF_BASE_S, BACKOFF_MAX_S),
                  on_progress: Callable[[], None] | None = None) -> None:
+        super().__init__(on_progress)
         self.journal_path = Path(journal_path)
         self.states = {b.name: DrainState(b) for b in backends if b.capabilities.scan_upload}
         self.batch = batch
         self.batch_delay_s = batch_delay_s
         self.retry = retry
         self.retention_s = retention_s
-        self.on_progress = on_progress
         self.journal: Journal | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last_prune = 0.0
 
     def _journal(self) -> Journal:
@@ -177,30 +177,10 @@ class Drainer:
                 logger.info("journal: pruned %d settled scan(s) past retention", pruned)
         return done
 
-    # -- thread ----------------------------------------------------------
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="drain", daemon=True)
-        self._thread.start()
+    def next_due(self) -> float:
+        return min((s.next_due for s in self.states.values()), default=time.time() + IDLE_POLL_S)
 
-    def stop(self, timeout: float = 1.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                try:
-                    busy = self.run_once()
-                except Exception:
-                    logger.exception("drain pass failed; retrying")
-                    busy = 0
-                if self.on_progress is not None:
-                    self.on_progress()
-                if not busy:
-                    due = min((s.next_due for s in self.states.values()),
-                              default=time.time() + IDLE_POLL_S)
-                    self._stop.wait(max(0.02, min(IDLE_POLL_S, due - time.time())))
-        finally:
-            if self.journal is not None:
-                self.journal.close()
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None

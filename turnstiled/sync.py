@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from turnstiled.backends.base import AuthError, Backend, BackendError, UpgradeRe
 from turnstiled.cache import Cache
 from turnstiled.rules import Ticket
 from turnstiled.timeutil import iso
+from turnstiled.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -71,17 +71,17 @@ def _flatten(pages: Iterable[list[Ticket]], counter: list[int],
         yield from page
 
 
-class Syncer:
+class Syncer(Worker):
     """Runs every configured backend's syncs; call :meth:`run_once` or :meth:`start`."""
+
+    thread_name = "sync"
 
     def __init__(self, cache_path: str | Path, backends: Iterable[Backend],
                  on_progress: Callable[[], None] | None = None) -> None:
+        super().__init__(on_progress)
         self.cache_path = Path(cache_path)
         self.cache: Cache | None = None
         self.sources = {b.name: SourceState(b) for b in backends if b.capabilities.full_sync}
-        self.on_progress = on_progress
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     # -- one pass (tests call this directly) -----------------------------
     def _cache(self) -> Cache:
@@ -165,24 +165,10 @@ class Syncer:
         now = time.time()
         return {n: self.sync(n) for n, st in self.sources.items() if st.next_due <= now}
 
-    # -- thread ----------------------------------------------------------
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="sync", daemon=True)
-        self._thread.start()
+    def next_due(self) -> float:
+        return min((st.next_due for st in self.sources.values()), default=time.time() + 1)
 
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self.run_once()
-                if self.on_progress is not None:
-                    self.on_progress()
-                due = min((st.next_due for st in self.sources.values()), default=time.time() + 1)
-                self._stop.wait(max(0.05, min(1.0, due - time.time())))
-        finally:
-            if self.cache is not None:
-                self.cache.close()
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+            self.cache = None

@@ -13,19 +13,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import select
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import evdev
 
+from turnstiled.scanners.base import FrameSink, ScannerThread
 from turnstiled.scanners.keymaps import KeyDecoder
 
 logger = logging.getLogger(__name__)
-
-FrameSink = Callable[[bytes, float], None]
-
 
 def find_device(spec: str) -> str:
     """The event device path for *spec* (a path, or ``name:SUBSTRING``)."""
@@ -50,43 +47,19 @@ def open_input(spec: str) -> Any:
     return evdev.InputDevice(find_device(spec))
 
 
-class HidScanner:
+class HidScanner(ScannerThread):
     """Reads barcodes typed by one HID scanner in a background thread."""
+
+    kind = "hid"
 
     def __init__(self, name: str, device: str, on_frame: FrameSink, *, layout: str = "us",
                  grab: bool = True, reopen_backoff: tuple[float, float] = (0.2, 5.0),
                  open_device: Callable[[str], Any] = open_input) -> None:
-        self.name = name
+        super().__init__(name, on_frame, reopen_backoff)
         self.device = device
-        self.on_frame = on_frame
         self.decoder = KeyDecoder(layout)
         self.grab = grab
-        self.backoff = reopen_backoff
         self.open_device = open_device
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._connected = False
-        self._last_error: str | None = None
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
-
-    @property
-    def last_error(self) -> str | None:
-        return self._last_error
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"hid-{self.name}", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 1.0) -> None:
-        """Stop, release the grab; RuntimeError if the thread will not die."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                raise RuntimeError(f"HID scanner {self.name} did not stop within {timeout}s")
 
     def _run(self) -> None:
         delay = self.backoff[0]

@@ -10,64 +10,37 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
-from collections.abc import Callable
 
 import serial
 
+from turnstiled.scanners.base import FrameSink, ScannerThread
 from turnstiled.scanners.decode import Framer
 
 logger = logging.getLogger(__name__)
 
-FrameSink = Callable[[bytes, float], None]
-
-
-class SerialScanner:
+class SerialScanner(ScannerThread):
     """Reads frames from one serial scanner in a background thread."""
+
+    kind = "serial"
 
     def __init__(self, name: str, url: str, on_frame: FrameSink, *, baudrate: int = 9600,
                  bytesize: int = 8, parity: str = "N", stopbits: float = 1,
                  terminator: str = "CR", idle_gap: float = 0.05,
                  reopen_backoff: tuple[float, float] = (0.2, 5.0)) -> None:
-        self.name = name
+        super().__init__(name, on_frame, reopen_backoff)
         self.url = url
-        self.on_frame = on_frame
         self.settings = {"baudrate": baudrate, "bytesize": bytesize, "parity": parity,
                          "stopbits": stopbits}
         self.terminator = terminator
         self.idle_gap = idle_gap
-        self.backoff = reopen_backoff
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._port: serial.SerialBase | None = None
-        self._connected = False
-        self._last_error: str | None = None
 
-    @property
-    def connected(self) -> bool:
-        return self._connected
-
-    @property
-    def last_error(self) -> str | None:
-        return self._last_error
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"serial-{self.name}",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 1.0) -> None:
-        """Stop reading and close the port; RuntimeError if the thread will not die."""
-        self._stop.set()
+    def _interrupt(self) -> None:
         port = self._port
         if port is not None:
             with contextlib.suppress(AttributeError, OSError, serial.SerialException):
                 port.cancel_read()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                raise RuntimeError(f"serial scanner {self.name} did not stop within {timeout}s")
 
     def _open(self) -> serial.SerialBase:
         port = serial.serial_for_url(self.url, do_not_open=True)
