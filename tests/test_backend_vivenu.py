@@ -120,3 +120,18 @@ def test_upload_posts_scans_per_event(emu):
     emu.add_fault("POST /api/accessusers/scans/*", "503x1")
     with pytest.raises(TransientError):
         b.upload(scans[:1])
+
+
+def test_interrupted_full_sync_keeps_old_list_then_restarts_cleanly(emu, tmp_path):
+    syncer = Syncer(tmp_path / "cache.db", [backend(emu, page_size=200, timeout_s=0.5)])
+    syncer.sync("vivenu")
+    gone = next(iter(emu.tickets))
+    emu.cancel(gone)
+    emu.add_fault("GET /api/accessusers/tickets/v2/*", "resetx1@5")  # page 6 of 13 dies
+    assert syncer.sync("vivenu", full=True) != "full"
+    reader = Cache(tmp_path / "cache.db", readonly=True)
+    assert reader.sources()[0]["tickets"] == 2500
+    assert reader.lookup(gone).status == "valid"  # the half-read new list is not visible
+    assert syncer.sync("vivenu", full=True) == "full"
+    assert reader.lookup(gone).status == "invalid"
+    assert reader.sources()[0]["tickets"] == 2500

@@ -10,13 +10,14 @@ also answers ``/__admin/...``:
   clears them;
 - ``POST /__admin/tickets`` ``{"action": "add"|"cancel"|"rezone", ...}``.
 
-Fault SPEC: ``KIND[:ARG][xN|%P]`` where KIND is ``500``, ``503``,
+Fault SPEC: ``KIND[:ARG][xN|%P][@K]`` where KIND is ``500``, ``503``,
 ``429`` (ARG = Retry-After seconds, default 1), ``latency`` (ARG = ms),
 ``hang`` (no answer for ARG s, default 30), ``reset`` (connection closed
 mid-body), ``truncate`` (half a JSON document), ``html200``, ``html502``,
 ``auth`` (answer as if the credentials were wrong). ``xN`` fires the N
 next matching requests (default: every one), ``%P`` fires with
-probability P percent from a seeded generator. Routes are shell globs
+probability P percent from a seeded generator, ``@K`` lets the first K
+matching requests through first (a failure in the middle of a sync). Routes are shell globs
 over ``METHOD /path`` (``POST /api/accessusers/scans/*``) or just a path.
 """
 
@@ -41,7 +42,7 @@ logger = logging.getLogger(__name__)
 FAULT_KINDS = ("500", "503", "429", "latency", "hang", "reset", "truncate", "html200",
                "html502", "auth")
 _SPEC = re.compile(r"^(?P<kind>\d{3}|[a-z]+(?:\d{3})?)(?::(?P<arg>[0-9.]+))?"
-                   r"(?:x(?P<n>\d+)|%(?P<p>[0-9.]+))?$")
+                   r"(?:x(?P<n>\d+)|%(?P<p>[0-9.]+))?(?:@(?P<skip>\d+))?$")
 HTML = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
         b"<body><h1>Bad Gateway</h1><p>upstream error</p></body></html>")
 
@@ -65,15 +66,17 @@ class Fault:
     arg: float | None = None
     remaining: int | None = None  # None: every time
     probability: float | None = None
+    skip: int = 0  # matching requests let through before the fault starts
 
     @classmethod
     def parse(cls, route: str, spec: str) -> Fault:
         m = _SPEC.match(spec.strip())
         if not m or m["kind"] not in FAULT_KINDS:
-            raise ValueError(f"bad fault {spec!r}: KIND[:ARG][xN|%P], KIND one of "
+            raise ValueError(f"bad fault {spec!r}: KIND[:ARG][xN|%P][@K], KIND one of "
                              f"{', '.join(FAULT_KINDS)}")
         return cls(route, m["kind"], float(m["arg"]) if m["arg"] else None,
-                   int(m["n"]) if m["n"] else None, float(m["p"]) / 100 if m["p"] else None)
+                   int(m["n"]) if m["n"] else None, float(m["p"]) / 100 if m["p"] else None,
+                   int(m["skip"]) if m["skip"] else 0)
 
     def matches(self, method: str, path: str) -> bool:
         pattern = self.route if " " in self.route else f"* {self.route}"
@@ -157,6 +160,9 @@ class Emulator:
         with self.lock:
             for f in self.faults:
                 if not f.matches(method, path):
+                    continue
+                if f.skip > 0:
+                    f.skip -= 1
                     continue
                 if f.probability is not None and self._fault_rng.random() >= f.probability:
                     continue
