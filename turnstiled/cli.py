@@ -122,7 +122,8 @@ def cmd_scans(cfg: Config, args: argparse.Namespace) -> int:
     for s in data:
         lines.append(f"{s['id']:>7}  {s['at']:<24} {s['scanner'][:10]:<10} {s['direction']:<3} "
                      f"{'GRANT' if s['granted'] else 'DENY':<6} {s['reason']:<20} "
-                     f"{s['upload']:<9} {s['barcode']}")
+                     f"{s['upload']:<9} {s['barcode']}"
+                     + (f"  [{s['upload_note']}]" if s["upload"] == "rejected" else ""))
     _emit(args, data, "\n".join(lines) if data else "no scans journaled")
     return 0
 
