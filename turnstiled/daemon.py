@@ -103,7 +103,9 @@ class Daemon:
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:
         self.journal.log_event("start", f"gate {self.cfg.gate.id}")
-        self.heartbeats.register("decide", 5.0)
+        # The worker beats at least every second; waiting for the arm to turn
+        # (passage_timeout_s) is progress too, not a hang.
+        self.heartbeats.register("decide", 5.0 + self.cfg.hardware.passage_timeout_s)
         self._worker.start()
         if self.syncer.sources:
             # A full sync of a large list may take minutes: allow it.
@@ -115,6 +117,8 @@ class Daemon:
         for s in self.scanners:
             s.start()
         self.control.start()
+        if not self.scanners:
+            logger.warning("no [[scanner]] configured: this gate can only be opened by hand")
         logger.info("gate %s ready with %d scanner(s)", self.cfg.gate.id, len(self.scanners))
 
     def wait_scanners(self, timeout: float = 3.0) -> bool:
