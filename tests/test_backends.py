@@ -224,3 +224,14 @@ def test_octopus_timed_passes(tmp_path):
                                                location_id=c["location_id"]))
         with pytest.raises(AuthError):
             list(wrong.full_sync())
+
+
+def test_debounced_repeat_never_reaches_an_online_cloud(ce, tmp_path):
+    b = ce_backend(ce)
+    cfg = make_config(tmp_path)
+    pipe = ScanPipeline(cfg, Cache(cfg.paths.cache_db), Journal(cfg.paths.journal_db), None,
+                        online=OnlineChecker([b]), uploaders={b.name: b})
+    code = next(t["external_id"] for t in ce.tickets.values() if t["status"] == "PAID")
+    assert pipe.handle(code.encode(), "s", "in").evaluation.decision.granted
+    assert pipe.handle(code.encode(), "s", "in") is None  # the scanner sent it twice
+    assert [v["times_used"] for v in ce.received("validation")] == [0]

@@ -89,10 +89,13 @@ class ScanPipeline:
         norm = normalise(raw, self.cfg.gate.max_barcode_length)
         if norm.text is None:
             return Evaluation(printable(raw), direction, rules.unreadable(), None, Usage())
-        ticket = self.cache.lookup(norm.text)
+        return self._decide(norm.text, direction, now, consume)
+
+    def _decide(self, text: str, direction: str, now: float, consume: bool) -> Evaluation:
+        ticket = self.cache.lookup(text)
         answer = None
         if ticket is None and self.online:
-            answer = self.online.check(norm.text, consume and direction == "in")
+            answer = self.online.check(text, consume and direction == "in")
             if answer is not None:
                 ticket = answer.ticket
         usage = Usage()
@@ -102,7 +105,7 @@ class ScanPipeline:
             decision = answer.verdict  # the cloud judged (chapter-event)
         else:
             decision = rules.decide(ticket, usage, self.settings, now, direction)
-        return Evaluation(norm.text, direction, decision, ticket, usage,
+        return Evaluation(text, direction, decision, ticket, usage,
                           answer is not None and answer.consumed)
 
     def handle(self, raw: bytes, scanner: str, direction: str,
@@ -111,10 +114,13 @@ class ScanPipeline:
         assert self.journal is not None, "handle() needs the journal"
         now = self.clock()
         mono = time.monotonic() if t_read is None else t_read
-        ev = self.evaluate(raw, direction, now, consume=True)
-        if ev.decision.reason != rules.UNREADABLE and self.debouncer.seen(
-                f"{scanner}\x00{ev.barcode}", mono):
-            return None
+        norm = normalise(raw, self.cfg.gate.max_barcode_length)
+        if norm.text is None:
+            ev = Evaluation(printable(raw), direction, rules.unreadable(), None, Usage())
+        elif self.debouncer.seen(f"{scanner}\x00{norm.text}", mono):
+            return None  # before any lookup: a repeat must not use a ticket upstream
+        else:
+            ev = self._decide(norm.text, direction, now, consume=True)
         t = ev.ticket
         new_usage = rules.apply(ev.usage, ev.decision, direction, now)
         source = t.source if t is not None else None

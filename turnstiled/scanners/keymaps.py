@@ -3,12 +3,18 @@
 A scanner in HID mode "types" the barcode as key presses in the layout it
 is configured for; :class:`KeyDecoder` turns real ``evdev.InputEvent``
 values back into text, tracking shift, caps lock, AltGr and Ctrl, and
-completes a code on Enter or Tab. Ctrl+] (the GS control character, as
-scanners send the GS1 separator) and Alt+keypad decimal codes (Alt+029)
-are understood in every layout.
+completes a code on Enter, keypad Enter or Tab. Ctrl+] (the key at
+``KEY_RIGHTBRACE``; how scanners send the GS1 separator GS) and Alt+keypad
+decimal codes (Alt+029) are understood in every layout. The dead keys
+(circumflex, acute and grave on DE; circumflex and diaeresis on FR)
+combine with the next key as on the Windows hosts scanners are set up
+for: dead key + space gives the accent itself, + a vowel the accented
+letter, + anything else both.
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 from evdev import InputEvent, ecodes
 
@@ -58,11 +64,19 @@ _ALTGR: dict[str, dict[int, str]] = {
     "uk": {E.KEY_4: "€"},
     "de": {E.KEY_Q: "@", E.KEY_7: "{", E.KEY_8: "[", E.KEY_9: "]", E.KEY_0: "}",
            E.KEY_MINUS: "\\", E.KEY_RIGHTBRACE: "~", E.KEY_102ND: "|", E.KEY_E: "€",
-           E.KEY_2: "²", E.KEY_3: "³"},
+           E.KEY_2: "²", E.KEY_3: "³", E.KEY_M: "µ"},
     "fr": {E.KEY_2: "~", E.KEY_3: "#", E.KEY_4: "{", E.KEY_5: "[", E.KEY_6: "|",
            E.KEY_7: "`", E.KEY_8: "\\", E.KEY_9: "^", E.KEY_0: "@", E.KEY_MINUS: "]",
-           E.KEY_EQUAL: "}", E.KEY_E: "€"},
+           E.KEY_EQUAL: "}", E.KEY_E: "€", E.KEY_RIGHTBRACE: "¤"},
 }
+
+# Keys whose unshifted and shifted characters are dead accents (not with AltGr).
+_DEAD: dict[str, frozenset[int]] = {
+    "us": frozenset(), "uk": frozenset(),
+    "de": frozenset({E.KEY_GRAVE, E.KEY_EQUAL}),
+    "fr": frozenset({E.KEY_LEFTBRACE}),
+}
+_COMBINING = {"^": "\u0302", "´": "\u0301", "`": "\u0300", "¨": "\u0308"}
 
 LAYOUTS: dict[str, dict[int, tuple[str, str]]] = {"us": _US, "uk": _UK, "de": _DE, "fr": _FR}
 
@@ -73,7 +87,9 @@ KEYPAD = {E.KEY_KP0: "0", E.KEY_KP1: "1", E.KEY_KP2: "2", E.KEY_KP3: "3", E.KEY_
 TERMINATORS = frozenset({E.KEY_ENTER, E.KEY_KPENTER, E.KEY_TAB})
 SHIFT = frozenset({E.KEY_LEFTSHIFT, E.KEY_RIGHTSHIFT})
 CTRL = frozenset({E.KEY_LEFTCTRL, E.KEY_RIGHTCTRL})
-MAX_CODE = 4096
+# Like the serial Framer's max_frame: keep one character more than any
+# frame may hold, so an endless code is still seen to be too long.
+MAX_CODE = 513
 
 
 class KeyDecoder:
@@ -86,74 +102,101 @@ class KeyDecoder:
         self.layout = layout
         self.keys = LAYOUTS[layout]
         self.altgr_keys = _ALTGR[layout]
+        self.dead_keys = _DEAD[layout]
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget modifiers, caps lock and a half-typed code (the device was lost)."""
         self.shift: set[int] = set()
         self.ctrl: set[int] = set()
         self.altgr = False
         self.alt = False
         self.caps = False
         self.alt_digits = ""
+        self.dead = ""
+        self.dropped = False
         self.buffer: list[str] = []
 
     def feed(self, event: InputEvent) -> str | None:
         """Take one event; the barcode text when it ends a code, else None."""
+        if event.type == E.EV_SYN and event.code == E.SYN_DROPPED:
+            # The kernel lost events: the code being typed is corrupt, and
+            # the modifier state may be wrong. Discard up to the next end.
+            caps = self.caps
+            self.reset()
+            self.caps, self.dropped = caps, True
+            return None
         if event.type != E.EV_KEY:
             return None
-        code, down = event.code, event.value in (1, 2)
+        code, down = event.code, event.value in (1, 2)  # 2: autorepeat
         if code in SHIFT:
             (self.shift.add if down else self.shift.discard)(code)
-            return None
-        if code in CTRL:
+        elif code in CTRL:
             (self.ctrl.add if down else self.ctrl.discard)(code)
-            return None
-        if code == E.KEY_RIGHTALT:
+        elif code == E.KEY_RIGHTALT:
             self.altgr = down
-            return None
-        if code == E.KEY_LEFTALT:
+        elif code == E.KEY_LEFTALT:
             self.alt = down
             if not down and self.alt_digits:
-                self._add(chr(int(self.alt_digits) % 256))
+                self._type(_alt_code(self.alt_digits))
                 self.alt_digits = ""
-            return None
-        if not down:
-            return None
-        if code == E.KEY_CAPSLOCK:
+        elif not down:
+            pass
+        elif code == E.KEY_CAPSLOCK:
             if event.value == 1:
                 self.caps = not self.caps
-            return None
-        if code in TERMINATORS:
-            text, self.buffer = "".join(self.buffer), []
-            return text if text else None
-        self._add(self._char(code))
+        elif code in TERMINATORS:
+            return self._end()
+        else:
+            self._key(code)
         return None
 
-    def _char(self, code: int) -> str:
+    def _end(self) -> str | None:
+        self._type("")  # a dead key left pending stands for itself
+        text, dropped = "".join(self.buffer), self.dropped
+        self.buffer, self.dropped = [], False
+        return text if text and not dropped else None
+
+    def _key(self, code: int) -> None:
         if self.alt and code in KEYPAD and KEYPAD[code].isdigit():
             self.alt_digits += KEYPAD[code]
-            return ""
-        if self.ctrl and code == E.KEY_RIGHTBRACE:
-            return "\x1d"
-        if self.ctrl:
-            return ""
-        if code in KEYPAD:
-            return KEYPAD[code]
-        if self.altgr:
-            return self.altgr_keys.get(code, "")
-        pair = self.keys.get(code)
-        if pair is None:
-            return ""
-        ch = pair[1] if self.shift else pair[0]
-        if self.caps and ch.isalpha():
-            ch = ch.swapcase()
-        return ch
+        elif self.ctrl:
+            if code == E.KEY_RIGHTBRACE:
+                self._type("\x1d")
+        elif code in KEYPAD:
+            self._type(KEYPAD[code])
+        elif self.altgr:
+            self._type(self.altgr_keys.get(code, ""))
+        elif code in self.keys:
+            plain, shifted = self.keys[code]
+            ch = shifted if self.shift else plain
+            if self.caps and ch.isalpha():
+                ch = ch.swapcase()
+            if code in self.dead_keys:
+                if self.dead:  # two dead keys: both accents, as typed
+                    self._type(ch)
+                else:
+                    self.dead = ch
+                return
+            self._type(ch)
 
-    def _add(self, ch: str) -> None:
-        if ch and len(self.buffer) <= MAX_CODE:
+    def _type(self, ch: str) -> None:
+        """Add *ch* to the code, combined with a pending dead accent."""
+        if self.dead:
+            accent, self.dead = self.dead, ""
+            if ch == " ":
+                ch = accent
+            else:
+                composed = unicodedata.normalize("NFC", ch + _COMBINING[accent]) if ch else ""
+                ch = composed if len(composed) == 1 else accent + ch
+        if ch and len(self.buffer) < MAX_CODE:
             self.buffer.append(ch)
 
-    def reset(self) -> None:
-        """Forget modifiers and a half-typed code (after the device was lost)."""
-        self.shift.clear()
-        self.ctrl.clear()
-        self.altgr = self.alt = False
-        self.alt_digits = ""
-        self.buffer = []
+
+def _alt_code(digits: str) -> str:
+    """The character Alt+keypad *digits* types on Windows (Alt+029 is GS)."""
+    n = int(digits) % 256
+    if n < 0x80:
+        return chr(n)
+    # With a leading zero: the ANSI code page; without: the OEM one.
+    return bytes((n,)).decode("cp1252" if digits.startswith("0") else "cp437", "ignore")
