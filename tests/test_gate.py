@@ -51,9 +51,13 @@ def test_relay_polarity_and_idle_mode(pins, active_high, idle, locked_level):
 
 
 def test_passage_sensor_counts_only_when_arm_turns(pins):
-    gate = Gate(HardwareSettings(passage_pin=24, passage_timeout_s=2.0), pins)
+    gate = Gate(HardwareSettings(passage_pin=24, passage_timeout_s=2.0, relay_pulse_s=0.05),
+                pins)
     sensor = pins.pin(24)
-    gate.grant()
+    gate.grant()  # a technician's open: one pulse, even with a sensor wired
+    assert pins.pin(17).state is True
+    assert wait_until(lambda: pins.pin(17).state is False)
+    gate.grant(until_passage=True)
     assert pins.pin(17).state is True
     result = {}
     t = threading.Thread(target=lambda: result.setdefault("passed", gate.wait_passage()))
@@ -63,7 +67,7 @@ def test_passage_sensor_counts_only_when_arm_turns(pins):
     assert result["passed"] is True
     assert pins.pin(17).state is False
     sensor.drive_high()
-    gate.grant()
+    gate.grant(until_passage=True)
     assert gate.wait_passage(timeout=0.05) is False
     assert pins.pin(17).state is False
     gate.close()

@@ -91,13 +91,19 @@ class Gate:
         }
 
     # -- actions ---------------------------------------------------------
-    def grant(self, pulse_s: float | None = None) -> None:
-        """Unlock for one pulse, green light, one short beep."""
+    def grant(self, pulse_s: float | None = None, *, until_passage: bool = False) -> None:
+        """Unlock, green light, one short beep.
+
+        The arm locks again after one pulse, or, with *until_passage*, when
+        :meth:`wait_passage` returns (the arm turned or its timeout passed).
+        """
         pulse = self.hw.relay_pulse_s if pulse_s is None else pulse_s
         with self._lock:
             self._passed.clear()
             self.relay.on()
-            self._schedule_off(pulse)
+            self._cancel_timer()
+            if not (until_passage and self.passage is not None):
+                self._schedule_off(pulse)
         if self.red is not None:
             self.red.off()
         if self.green is not None:
@@ -155,9 +161,6 @@ class Gate:
 
     # -- internals -------------------------------------------------------
     def _schedule_off(self, pulse: float) -> None:
-        self._cancel_timer()
-        if self.passage is not None:
-            return  # wait_passage() locks again
         timer = threading.Timer(pulse, self._pulse_over)
         timer.daemon = True
         self._off_timer = timer

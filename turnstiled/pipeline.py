@@ -145,7 +145,7 @@ class ScanPipeline:
         passed: bool | None = None
         if self.gate is not None:
             if ev.decision.granted:
-                self.gate.grant()
+                self.gate.grant(until_passage=True)
                 if self.gate.has_passage_sensor:
                     passed = self.gate.wait_passage()
                     self.journal.record_passage(scan_id, passed, ev.usage, source, ev.barcode)

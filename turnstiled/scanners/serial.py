@@ -3,7 +3,8 @@
 The I/O loop lives here; framing and normalisation are the pure
 :mod:`turnstiled.scanners.decode`. A scanner that vanishes (unplugged,
 USB reset) is reopened with exponential backoff; that is logged once when
-it is lost and once when it is back, never once per retry.
+it is lost and once when it is back, never once per retry, even when the
+port reopens and fails again at once.
 """
 
 from __future__ import annotations
@@ -15,9 +16,15 @@ import time
 import serial
 
 from turnstiled.scanners.base import FrameSink, ScannerThread
-from turnstiled.scanners.decode import Framer
+from turnstiled.scanners.decode import TERMINATORS, Framer
 
 logger = logging.getLogger(__name__)
+
+# A reopened port counts as back once it delivers data or stays up this long.
+STABLE_S = 1.0
+# Longest a read blocks: bounds how long stop() and the idle-gap flush wait.
+READ_TIMEOUT_S = 0.05
+
 
 class SerialScanner(ScannerThread):
     """Reads frames from one serial scanner in a background thread."""
@@ -28,6 +35,8 @@ class SerialScanner(ScannerThread):
                  bytesize: int = 8, parity: str = "N", stopbits: float = 1,
                  terminator: str = "CR", idle_gap: float = 0.05,
                  reopen_backoff: tuple[float, float] = (0.2, 5.0)) -> None:
+        _check_settings(baudrate, bytesize, parity, stopbits, terminator, idle_gap,
+                        reopen_backoff)
         super().__init__(name, on_frame, reopen_backoff)
         self.url = url
         self.settings = {"baudrate": baudrate, "bytesize": bytesize, "parity": parity,
@@ -35,6 +44,7 @@ class SerialScanner(ScannerThread):
         self.terminator = terminator
         self.idle_gap = idle_gap
         self._port: serial.SerialBase | None = None
+        self._outage = False  # a warning was logged and "back" is not yet
 
     def _interrupt(self) -> None:
         port = self._port
@@ -48,57 +58,99 @@ class SerialScanner(ScannerThread):
         port.bytesize = self.settings["bytesize"]
         port.parity = self.settings["parity"]
         port.stopbits = self.settings["stopbits"]
-        port.timeout = min(0.05, self.idle_gap) if self.terminator == "NONE" else 0.1
+        port.timeout = (min(READ_TIMEOUT_S, self.idle_gap / 2) if self.terminator == "NONE"
+                        else READ_TIMEOUT_S)
         port.open()
         return port
 
     def _run(self) -> None:
         delay = self.backoff[0]
-        lost_logged = False
         while not self._stop.is_set():
             try:
                 self._port = self._open()
             except (serial.SerialException, OSError, ValueError) as exc:
-                self._last_error = str(exc)
-                if not lost_logged:
-                    logger.warning("scanner %s: cannot open %s: %s; retrying", self.name,
-                                   self.url, exc)
-                    lost_logged = True
-                else:
-                    logger.debug("scanner %s: reopen failed", self.name, exc_info=True)
-                self._stop.wait(delay)
-                delay = min(delay * 2, self.backoff[1])
-                continue
-            if lost_logged:
-                logger.info("scanner %s back on %s", self.name, self.url)
-            lost_logged = False
-            delay = self.backoff[0]
-            self._connected = True
-            self._last_error = None
-            try:
-                self._read_loop(self._port)
-            except (serial.SerialException, OSError) as exc:
-                self._last_error = str(exc)
-                if not self._stop.is_set():
-                    logger.warning("scanner %s lost: %s; reopening", self.name, exc)
-                    lost_logged = True
-            finally:
-                self._connected = False
-                with contextlib.suppress(serial.SerialException, OSError):
-                    self._port.close()
-                self._port = None
+                self._failed("cannot open %s: %s; retrying", exc)
+            else:
+                self._connected = True
+                if not self._outage:
+                    self._last_error = None
+                    delay = self.backoff[0]
+                try:
+                    self._read_loop(self._port)
+                    continue  # stopped
+                except (serial.SerialException, OSError) as exc:
+                    if self._stop.is_set():
+                        continue
+                    self._failed("lost: %s; reopening", exc)
+                except Exception as exc:
+                    logger.exception("scanner %s: unexpected error reading it", self.name)
+                    self._failed("lost: %s; reopening", exc)
+                finally:
+                    self._connected = False
+                    port, self._port = self._port, None
+                    with contextlib.suppress(serial.SerialException, OSError):
+                        port.close()
+                if not self._outage:  # the port was back and healthy before it failed
+                    delay = self.backoff[0]
+            self._stop.wait(delay)
+            delay = min(delay * 2, self.backoff[1])
+
+    def _failed(self, message: str, exc: BaseException) -> None:
+        """Record a failure; warn only at the start of an outage."""
+        self._last_error = str(exc) or type(exc).__name__
+        if self._outage:
+            logger.debug("scanner %s still failing: %s", self.name, exc)
+            return
+        self._outage = True
+        args = (self.url, exc) if message.startswith("cannot open") else (exc,)
+        logger.warning("scanner %s " + message, self.name, *args)  # noqa: G003
+        logger.debug("scanner %s failure", self.name, exc_info=exc)
 
     def _read_loop(self, port: serial.SerialBase) -> None:
         framer = Framer(self.terminator)
-        last_data = time.monotonic()
+        opened = last_data = time.monotonic()
         while not self._stop.is_set():
             data = port.read(port.in_waiting or 1)
             now = time.monotonic()
+            if self._outage and (data or now - opened >= STABLE_S):
+                self._outage = False
+                self._last_error = None
+                logger.info("scanner %s back", self.name)
             if data:
                 last_data = now
                 for frame in framer.feed(data):
-                    self.on_frame(frame, now)
+                    self._deliver(frame, now)
             elif self.terminator == "NONE" and now - last_data >= self.idle_gap:
                 frame = framer.flush()
                 if frame:
-                    self.on_frame(frame, now)
+                    self._deliver(frame, last_data)
+
+    def _deliver(self, frame: bytes, t: float) -> None:
+        """Hand *frame* on; a failing handler must not stop the reader."""
+        try:
+            self.on_frame(frame, t)
+        except Exception:
+            logger.exception("scanner %s: frame handler failed on a %d-byte frame",
+                             self.name, len(frame))
+
+
+def _check_settings(baudrate: int, bytesize: int, parity: str, stopbits: float,
+                    terminator: str, idle_gap: float,
+                    reopen_backoff: tuple[float, float]) -> None:
+    """ValueError now for settings that would only fail later, in the thread."""
+    if terminator not in TERMINATORS:
+        raise ValueError(f"terminator must be one of {', '.join(TERMINATORS)}, "
+                         f"not {terminator!r}")
+    if baudrate <= 0:
+        raise ValueError(f"baudrate must be positive, not {baudrate}")
+    if bytesize not in serial.SerialBase.BYTESIZES:
+        raise ValueError(f"bytesize must be one of {serial.SerialBase.BYTESIZES}")
+    if parity not in serial.SerialBase.PARITIES:
+        raise ValueError(f"parity must be one of {', '.join(serial.SerialBase.PARITIES)}")
+    if stopbits not in serial.SerialBase.STOPBITS:
+        raise ValueError(f"stopbits must be one of {serial.SerialBase.STOPBITS}")
+    if idle_gap <= 0:
+        raise ValueError("idle_gap must be positive")
+    low, high = reopen_backoff
+    if not 0 < low <= high:
+        raise ValueError("reopen_backoff must be (first, ceiling) with 0 < first <= ceiling")
