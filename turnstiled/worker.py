@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
+
+BACKGROUND_NICE = 10
 
 
 class Worker(ABC):
@@ -46,6 +50,10 @@ class Worker(ABC):
                 logger.warning("%s did not stop within %.1f s", self.thread_name, timeout)
 
     def _run(self) -> None:
+        # Background work yields the CPU to the scan path (Linux threads are
+        # scheduled one by one, so this lowers only this thread).
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
         try:
             while not self._stop.is_set():
                 try:

@@ -45,6 +45,7 @@ class SerialScanner(ScannerThread):
         self.idle_gap = idle_gap
         self._port: serial.SerialBase | None = None
         self._outage = False  # a warning was logged and "back" is not yet
+        self._delay = reopen_backoff[0]
 
     def _interrupt(self) -> None:
         port = self._port
@@ -64,47 +65,58 @@ class SerialScanner(ScannerThread):
         return port
 
     def _run(self) -> None:
-        delay = self.backoff[0]
+        self._delay = self.backoff[0]
         while not self._stop.is_set():
             try:
-                self._port = self._open()
+                port = self._open()
             except (serial.SerialException, OSError, ValueError) as exc:
-                self._failed("cannot open %s: %s; retrying", exc)
+                self._failed(exc, opening=True)
+            except Exception as exc:
+                self._failed(exc, opening=True, unexpected=True)
             else:
-                self._connected = True
-                if not self._outage:
-                    self._last_error = None
-                    delay = self.backoff[0]
-                try:
-                    self._read_loop(self._port)
-                    continue  # stopped
-                except (serial.SerialException, OSError) as exc:
-                    if self._stop.is_set():
-                        continue
-                    self._failed("lost: %s; reopening", exc)
-                except Exception as exc:
-                    logger.exception("scanner %s: unexpected error reading it", self.name)
-                    self._failed("lost: %s; reopening", exc)
-                finally:
-                    self._connected = False
-                    port, self._port = self._port, None
-                    with contextlib.suppress(serial.SerialException, OSError):
-                        port.close()
-                if not self._outage:  # the port was back and healthy before it failed
-                    delay = self.backoff[0]
-            self._stop.wait(delay)
-            delay = min(delay * 2, self.backoff[1])
+                self._serve(port)
+            if not self._stop.is_set():
+                self._stop.wait(self._delay)
+                self._delay = min(self._delay * 2, self.backoff[1])
 
-    def _failed(self, message: str, exc: BaseException) -> None:
-        """Record a failure; warn only at the start of an outage."""
+    def _serve(self, port: serial.SerialBase) -> None:
+        """Read an open port until it fails or the reader is stopped, then close it."""
+        self._port = port
+        self._connected = True
+        try:
+            self._read_loop(port)
+        except (serial.SerialException, OSError) as exc:
+            if not self._stop.is_set():
+                self._failed(exc, opening=False)
+        except Exception as exc:
+            self._failed(exc, opening=False, unexpected=True)
+        finally:
+            self._connected = False
+            self._port = None
+            with contextlib.suppress(serial.SerialException, OSError):
+                port.close()
+
+    def _failed(self, exc: BaseException, *, opening: bool, unexpected: bool = False) -> None:
+        """Record a failure; warn only at the start of an outage, never per retry."""
         self._last_error = str(exc) or type(exc).__name__
         if self._outage:
             logger.debug("scanner %s still failing: %s", self.name, exc)
             return
         self._outage = True
-        args = (self.url, exc) if message.startswith("cannot open") else (exc,)
-        logger.warning("scanner %s " + message, self.name, *args)  # noqa: G003
-        logger.debug("scanner %s failure", self.name, exc_info=exc)
+        if opening:
+            logger.warning("scanner %s: cannot open %s: %s; retrying", self.name, self.url,
+                           exc, exc_info=unexpected)
+        else:
+            logger.warning("scanner %s lost: %s; reopening", self.name, exc,
+                           exc_info=unexpected)
+        logger.debug("scanner %s failure details", self.name, exc_info=exc)
+
+    def _back(self) -> None:
+        """The reopened port works: say so once and start the next outage's backoff afresh."""
+        self._outage = False
+        self._last_error = None
+        self._delay = self.backoff[0]
+        logger.info("scanner %s back", self.name)
 
     def _read_loop(self, port: serial.SerialBase) -> None:
         framer = Framer(self.terminator)
@@ -113,9 +125,7 @@ class SerialScanner(ScannerThread):
             data = port.read(port.in_waiting or 1)
             now = time.monotonic()
             if self._outage and (data or now - opened >= STABLE_S):
-                self._outage = False
-                self._last_error = None
-                logger.info("scanner %s back", self.name)
+                self._back()
             if data:
                 last_data = now
                 for frame in framer.feed(data):
