@@ -212,7 +212,8 @@ def test_sources_sync_in_the_daemon_and_scans_reach_the_cloud(start_gate):
                                            "base_url": emu.base_url, "sync_interval_s": 0.2}},
                        journal={"upload_batch_delay_s": 0.0})
         d = g.daemon
-        assert wait_until(lambda: d.syncer.sources["vivenu"].last_full is not None, 10)
+        assert wait_until(lambda: d.cloud.status()["sources"].get("vivenu", {}).get(
+            "last_full") is not None, 20)
         doc = next(x for x in emu.tickets.values() if x["status"] == "VALID")
         g.scan(doc["barcode"].encode(), b"STAFF-0001")
         assert g.next().evaluation.decision.granted

@@ -25,19 +25,19 @@ from turnstiled import config as config_mod
 from turnstiled import logs, sdnotify
 from turnstiled.backends import make_backends
 from turnstiled.cache import Cache
+from turnstiled.cloud import CloudProcess
 from turnstiled.config import Config, ScannerSettings
 from turnstiled.control import ControlServer
-from turnstiled.drain import Drainer
 from turnstiled.errors import ConfigError
 from turnstiled.gate import Gate
 from turnstiled.journal import Journal
 from turnstiled.online import OnlineChecker
 from turnstiled.pipeline import Outcome, ScanPipeline
-from turnstiled.sync import Syncer
 
 logger = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_S = 0.0005
+CLOUD_ALLOWANCE_S = 120.0  # a request times out long before this
 EX_CONFIG = 78  # sysexits: configuration error (systemd: RestartPreventExitStatus)
 _STOP = object()
 
@@ -81,23 +81,19 @@ class Daemon:
         self.gate = Gate(cfg.hardware, pin_factory, on_fire_alarm=self._fire_alarm)
         self.backends = make_backends(cfg.sources)
         self.online = OnlineChecker(self.backends)
-        self.syncer = Syncer(cfg.paths.cache_db, self.backends,
-                             on_progress=lambda: self.heartbeats.beat("sync"))
+        # Sync and drain run in a child process (see cloud.py); the backends
+        # here serve the online check and tell which scans get uploaded.
+        self.cloud = CloudProcess(cfg) if self.backends else None
         self.pipeline = ScanPipeline(cfg, self.cache, self.journal, self.gate,
                                      on_outcome=self._outcome, online=self.online,
                                      uploaders={b.name: b for b in self.backends})
-        j = cfg.journal
-        self.drainer = Drainer(cfg.paths.journal_db, self.backends,
-                               batch_delay_s=j.upload_batch_delay_s,
-                               retry=(j.upload_retry_min_s, j.upload_retry_max_s),
-                               retention_s=j.retention_days * 86400,
-                               on_progress=lambda: self.heartbeats.beat("drain"))
         self.scanners: list[Scanner] = [
             make_scanner(sc, self._frame_sink(sc)) for sc in cfg.scanner]
         self.control = ControlServer(cfg.paths.control_socket, {
             "status": self._cmd_status, "open": self._cmd_open,
             "hold": self._cmd_hold, "release": self._cmd_release,
-            "sync": lambda req: {"sources": self.syncer.request(bool(req.get("full")))},
+            "sync": lambda req: {"sources": self.cloud.request_sync(bool(req.get("full")))
+                                 if self.cloud else []},
         })
         self._worker = threading.Thread(target=self._work, name="decide", daemon=True)
 
@@ -111,13 +107,8 @@ class Daemon:
         # (passage_timeout_s) is progress too, not a hang.
         self.heartbeats.register("decide", 5.0 + self.cfg.hardware.passage_timeout_s)
         self._worker.start()
-        if self.syncer.sources:
-            # A full sync of a large list may take minutes: allow it.
-            self.heartbeats.register("sync", 900.0)
-            self.syncer.start()
-        if self.drainer.states:
-            self.heartbeats.register("drain", 120.0)
-            self.drainer.start()
+        if self.cloud is not None:
+            self.cloud.start()
         for s in self.scanners:
             s.start()
         self.control.start()
@@ -145,8 +136,8 @@ class Daemon:
         for t in stoppers:
             t.start()
         self.control.stop()
-        self.syncer.stop(0.5)
-        self.drainer.stop(0.5)
+        if self.cloud is not None:
+            self.cloud.stop(1.0)
         self.queue.put(_STOP)
         for t in stoppers:
             t.join(1.2)
@@ -215,15 +206,21 @@ class Daemon:
             "gate": self.gate.state(),
             "scanners": [{"name": s.name, "connected": s.connected,
                           "last_error": s.last_error} for s in self.scanners],
-            "stale_loops": self.heartbeats.stale(),
+            "stale_loops": self.stale_loops(),
             "alarms": self.alarms(),
             "queue": self.queue.qsize(),
         }
 
+    def stale_loops(self) -> list[str]:
+        """Loops that have not progressed recently (the watchdog waits for them)."""
+        stale = self.heartbeats.stale()
+        if self.cloud is not None:
+            stale += self.cloud.stale(CLOUD_ALLOWANCE_S)
+        return stale
+
     def alarms(self) -> dict[str, str]:
         """Everything a technician must look at now."""
-        out = {f"drain:{n}": a for n, a in self.drainer.alarms().items()}
-        out.update({f"sync:{n}": st.alarm for n, st in self.syncer.sources.items() if st.alarm})
+        out = self.cloud.alarms() if self.cloud is not None else {}
         if self.pipeline.journal_alarm:
             out["journal"] = self.pipeline.journal_alarm
         if self.gate.fire_alarm:
@@ -263,7 +260,7 @@ def run(cfg: Config, pin_factory: Factory | None = None) -> int:
         sdnotify.notify(f"READY=1\nSTATUS=gate {cfg.gate.id} ready")
         interval = sdnotify.watchdog_interval()
         while not stop.wait(interval or 1.0):
-            stale = daemon.heartbeats.stale()
+            stale = daemon.stale_loops()
             if interval is not None and not stale:
                 sdnotify.notify("WATCHDOG=1")
             elif stale:
