@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
 import queue
+import threading
 import time
 from collections.abc import Iterator
 
@@ -180,9 +180,10 @@ class FakeDevice:
 
     def close(self) -> None:
         self.calls.append("close")
-        for fd in (self.r, self.w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        if self.fd != -1:  # like evdev: closing twice is harmless
+            os.close(self.r)
+            os.close(self.w)
+            self.fd = -1
 
 
 class Opener:
@@ -294,6 +295,25 @@ def test_stop_is_prompt_and_releases_the_device(frames) -> None:
     s.stop(timeout=1.0)
     assert time.monotonic() - began < 0.5
     assert not s.connected and dev.calls == ["grab", "ungrab", "close"]
+
+
+def test_stop_releases_the_device_even_when_the_thread_is_stuck() -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def stuck(raw: bytes, t: float) -> None:
+        entered.set()
+        release.wait(3)
+
+    dev = FakeDevice([keys("S", "ENTER")])
+    s = HidScanner("wedge", "/dev/input/event3", stuck, open_device=Opener(dev))
+    s.start()
+    assert entered.wait(3)
+    with pytest.raises(RuntimeError, match="did not stop"):
+        s.stop(timeout=0.05)
+    assert dev.calls == ["grab", "close"]  # closing the fd ends the grab too
+    release.set()
+    s.stop()
+    assert dev.calls[-2:] == ["ungrab", "close"]
 
 
 def test_find_device_by_name(monkeypatch) -> None:

@@ -220,10 +220,12 @@ def test_stop_raises_when_the_thread_will_not_die(pty, reader) -> None:
     s = reader(p.path, on_frame=stuck)
     p.write(b"X\r")
     assert entered.wait(3)
+    port = s._port
     with pytest.raises(RuntimeError, match="did not stop"):
         s.stop(timeout=0.05)
+    assert not port.is_open  # the device is released all the same
     release.set()
-    s.stop()  # now it can
+    s.stop()  # now it ends, quietly
 
 
 @pytest.mark.parametrize(("kw", "match"), [

@@ -84,6 +84,21 @@ class HidScanner(ScannerThread):
         self.open_device = open_device
         self._outage = False  # a warning was logged and "back" is not yet
         self._delay = low
+        self._dev: InputDeviceLike | None = None
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop reading and release the device; RuntimeError if the thread will not die.
+
+        Even then the device is closed, which also ends the grab, so the
+        keyboard is not left captured by a stuck thread.
+        """
+        try:
+            super().stop(timeout)
+        finally:
+            dev = self._dev
+            if dev is not None:
+                with contextlib.suppress(OSError):
+                    dev.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -101,6 +116,7 @@ class HidScanner(ScannerThread):
 
     def _serve(self, dev: InputDeviceLike) -> None:
         """Read an open device until it fails or the reader is stopped, then close it."""
+        self._dev = dev
         try:
             self._read(dev)
         except OSError as exc:  # ENODEV when unplugged; EBUSY if grabbed elsewhere
@@ -110,6 +126,7 @@ class HidScanner(ScannerThread):
             self._failed(exc, opening=False, unexpected=True)
         finally:
             self._connected = False
+            self._dev = None
             self.decoder.reset()
             with contextlib.suppress(OSError):
                 dev.close()

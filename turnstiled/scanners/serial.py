@@ -47,6 +47,20 @@ class SerialScanner(ScannerThread):
         self._outage = False  # a warning was logged and "back" is not yet
         self._delay = reopen_backoff[0]
 
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop reading and close the port; RuntimeError if the thread will not die.
+
+        Even then the port is closed, so the device is released; the stuck
+        thread finds it closed and ends once it gets back to reading.
+        """
+        try:
+            super().stop(timeout)
+        finally:
+            port = self._port
+            if port is not None:
+                with contextlib.suppress(serial.SerialException, OSError):
+                    port.close()
+
     def _interrupt(self) -> None:
         port = self._port
         if port is not None:
