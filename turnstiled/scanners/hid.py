@@ -21,13 +21,11 @@ from typing import Protocol
 
 import evdev
 
-from turnstiled.scanners.base import FrameSink, ScannerThread
+from turnstiled.scanners.base import FrameSink, ScannerThread, quietly
 from turnstiled.scanners.keymaps import KeyDecoder
 
 logger = logging.getLogger(__name__)
 
-# A reopened device counts as back once it sends events or stays up this long.
-STABLE_S = 1.0
 # Longest a select() waits: bounds how long stop() takes.
 POLL_S = 0.05
 
@@ -71,71 +69,29 @@ class HidScanner(ScannerThread):
 
     kind = "hid"
 
+    log = logger
+
     def __init__(self, name: str, device: str, on_frame: FrameSink, *, layout: str = "us",
                  grab: bool = True, reopen_backoff: tuple[float, float] = (0.2, 5.0),
                  open_device: Callable[[str], InputDeviceLike] = open_input) -> None:
-        low, high = reopen_backoff
-        if not 0 < low <= high:
-            raise ValueError("reopen_backoff must be (first, ceiling) with 0 < first <= ceiling")
-        super().__init__(name, on_frame, reopen_backoff)
+        super().__init__(name, on_frame, device, reopen_backoff)
         self.device = device
         self.decoder = KeyDecoder(layout)  # ValueError for an unknown layout, now
         self.grab = grab
         self.open_device = open_device
-        self._outage = False  # a warning was logged and "back" is not yet
-        self._delay = low
-        self._dev: InputDeviceLike | None = None
 
-    def stop(self, timeout: float = 1.0) -> None:
-        """Stop reading and release the device; RuntimeError if the thread will not die.
+    def _open(self) -> InputDeviceLike:
+        return self.open_device(self.device)
 
-        Even then the device is closed, which also ends the grab, so the
-        keyboard is not left captured by a stuck thread.
-        """
-        try:
-            super().stop(timeout)
-        finally:
-            dev = self._dev
-            if dev is not None:
-                with contextlib.suppress(OSError):
-                    dev.close()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                dev = self.open_device(self.device)
-            except OSError as exc:
-                self._failed(exc, opening=True)
-            except Exception as exc:
-                self._failed(exc, opening=True, unexpected=True)
-            else:
-                self._serve(dev)
-            if not self._stop.is_set():
-                self._stop.wait(self._delay)
-                self._delay = min(self._delay * 2, self.backoff[1])
-
-    def _serve(self, dev: InputDeviceLike) -> None:
-        """Read an open device until it fails or the reader is stopped, then close it."""
-        self._dev = dev
-        try:
-            self._read(dev)
-        except OSError as exc:  # ENODEV when unplugged; EBUSY if grabbed elsewhere
-            if not self._stop.is_set():
-                self._failed(exc, opening=False)
-        except Exception as exc:
-            self._failed(exc, opening=False, unexpected=True)
-        finally:
-            self._connected = False
-            self._dev = None
-            self.decoder.reset()
-            with contextlib.suppress(OSError):
-                dev.close()
+    def _close(self, dev: InputDeviceLike) -> None:
+        self.decoder.reset()  # a half-typed code dies with the device
+        quietly(dev.close)
 
     def _read(self, dev: InputDeviceLike) -> None:
         grabbed = False
         try:
             if self.grab:
-                dev.grab()
+                dev.grab()  # EBUSY if grabbed elsewhere: retried like a lost device
                 grabbed = True
             self._connected = True
             opened = time.monotonic()
@@ -147,13 +103,11 @@ class HidScanner(ScannerThread):
                         events = list(dev.read())  # OSError ENODEV once unplugged
                 now = time.monotonic()
                 # Readable is not enough: an unplugged device is readable too.
-                if self._outage and (events or now - opened >= STABLE_S):
-                    self._back()
+                self._working(bool(events), now - opened)
                 self.feed(events, now)
         finally:
             if grabbed:
-                with contextlib.suppress(OSError):
-                    dev.ungrab()
+                quietly(dev.ungrab)
 
     def feed(self, events: Iterable[evdev.InputEvent], now: float) -> None:
         """Decode *events* read at *now* and hand each completed barcode on."""
@@ -161,31 +115,4 @@ class HidScanner(ScannerThread):
             text = self.decoder.feed(event)
             if text is None:
                 continue
-            raw = text.encode("utf-8")
-            try:
-                self.on_frame(raw, now)
-            except Exception:
-                logger.exception("scanner %s: frame handler failed on a %d-byte frame",
-                                 self.name, len(raw))
-
-    def _failed(self, exc: BaseException, *, opening: bool, unexpected: bool = False) -> None:
-        """Record a failure; warn only at the start of an outage, never per retry."""
-        self._last_error = str(exc) or type(exc).__name__
-        if self._outage:
-            logger.debug("scanner %s still failing: %s", self.name, exc)
-            return
-        self._outage = True
-        if opening:
-            logger.warning("scanner %s: cannot open %s: %s; retrying", self.name,
-                           self.device, exc, exc_info=unexpected)
-        else:
-            logger.warning("scanner %s lost: %s; reopening", self.name, exc,
-                           exc_info=unexpected)
-        logger.debug("scanner %s failure details", self.name, exc_info=exc)
-
-    def _back(self) -> None:
-        """The reopened device works: say so once and start the next backoff afresh."""
-        self._outage = False
-        self._last_error = None
-        self._delay = self.backoff[0]
-        logger.info("scanner %s back", self.name)
+            self._deliver(text.encode("utf-8"), now)
