@@ -33,12 +33,15 @@ logger = logging.getLogger(__name__)
 
 REPORT_S = 0.5
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 
 
 def _die_with_parent() -> None:
+    """Be killed when the daemon dies; show as ``turnstiled-sync`` in ps and top."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc.prctl(PR_SET_NAME, b"turnstiled-sync")
 
 
 def _child(cfg: Config, conn: Connection, parent: int) -> None:
