@@ -1,72 +1,119 @@
-"""``turnstiled-sim``: run the cloud emulators for a bench test or the demo.
+"""``turnstiled-sim``: run the cloud emulators for a bench test, the demo or a benchmark.
 
     turnstiled-sim all --port-base 8100 --tickets 5000
     turnstiled-sim vivenu --port 8100 --tickets 100000 --seed 7
-    turnstiled-sim vivenu --fault 'POST /api/accessusers/scans/*=503x3'
+    turnstiled-sim all --fault 'vivenu:POST /api/accessusers/scans/*=503x3'
+    turnstiled-sim crowdmanager --fault '*=latency:300,429:5%10' --strings always
 
-Prints one line per emulator (name, base URL, credentials; ``--json``: one
-JSON object per line) and runs until interrupted. Faults: ROUTE=SPEC, see
-``turnstiled.sim.server`` (e.g. ``500``, ``429:5x2``, ``hang:30%10``).
+Prints one line per emulator: its name, base URL and credentials (``--json``:
+one JSON object per line with ``name``, ``base_url``, ``credentials``), then
+serves until SIGINT or SIGTERM. Port 0 picks free ports.
+
+Faults (``--fault``, repeatable): ``[NAME:]ROUTE=SPEC[,SPEC...]``; NAME picks
+one emulator (default: all). ROUTE is a glob over ``METHOD /path`` or
+``/path`` (full, or below the base path). SPEC is ``KIND[!][:ARG][xN][%P][@K]``:
+KIND ``500``/``503``/any 400-599 status, ``429`` (ARG: Retry-After s),
+``latency`` (ARG ms), ``hang`` (no answer for ARG s), ``reset`` (RST
+mid-body), ``stall`` (half the body, then silence for ARG s), ``truncate``
+(half the JSON), ``html200``, ``html502``, ``auth`` (credentials refused).
+The request is not applied, except by ``stall`` and ``truncate``; ``!``
+applies it first (``hang!``, ``reset!``: the cloud took it, the answer is
+lost). ``xN``: the next N matching requests only (``x1`` one-shot, default
+always); ``%P``: with probability P percent (seeded); ``@K``: after letting
+K matching requests through. Several SPECs: comma-separated.
+
+At run time each emulator takes faults, ticket changes and gives back
+what it received on its own port under ``/__admin/`` (``records``,
+``requests``, ``faults``, ``tickets``); see ``turnstiled.sim.server``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
 
-from turnstiled.sim import EMULATORS, start_emulator
+from turnstiled.sim import EMULATORS, start_all, start_emulator
 from turnstiled.sim.server import Emulator
+
+logger = logging.getLogger(__name__)
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="turnstiled-sim", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("which", choices=[*EMULATORS, "all"], help="the emulator to run, or all")
+    ap.add_argument("--port", type=int, default=0, help="port of a single emulator (0: free)")
+    ap.add_argument("--port-base", type=int, default=8100,
+                    help="with 'all': first of five consecutive ports (default 8100; "
+                         "0: free ports)")
+    ap.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (0.0.0.0 to reach it from a gate)")
+    ap.add_argument("--tickets", type=int, default=1000, help="tickets to seed (default 1000)")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the generated data")
+    ap.add_argument("--now", type=float, default=None,
+                    help="Unix time the seeded data is placed around (default: the start)")
+    ap.add_argument("--fault", action="append", default=[], metavar="[NAME:]ROUTE=SPEC",
+                    help="inject a fault (repeatable), see above")
+    ap.add_argument("--strings", choices=("alternate", "always", "never"), default="alternate",
+                    help="CrowdManager: send count and page as strings (default: every "
+                         "second answer)")
+    ap.add_argument("--sync-interval", type=int, default=15,
+                    help="vivenu: the device's ticketSyncInterval (5, 15, ... 900)")
+    ap.add_argument("--json", action="store_true", help="one JSON object per emulator line")
+    ap.add_argument("--log-level", default="WARNING", help="e.g. INFO to see every fault added")
+    return ap
+
+
+def start(args: argparse.Namespace) -> list[Emulator]:
+    options = {"crowdmanager": {"strings": args.strings},
+               "vivenu": {"sync_interval": args.sync_interval}}
+    common = {"tickets": args.tickets, "seed": args.seed, "host": args.host, "now": args.now}
+    if args.which == "all":
+        return start_all(port_base=args.port_base, faults=args.fault, options=options,
+                         **common)
+    from turnstiled.sim.faults import split_target
+    rules = []
+    for rule in args.fault:
+        target, rest = split_target(rule, EMULATORS)
+        if target not in (None, args.which):
+            raise ValueError(f"fault {rule!r} is for {target}, not {args.which}")
+        rules.append(rest)
+    return [start_emulator(args.which, port=args.port, faults=rules,
+                           **options.get(args.which, {}), **common)]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="turnstiled-sim", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=[*EMULATORS, "all"])
-    parser.add_argument("--port", type=int, default=0, help="port of a single emulator")
-    parser.add_argument("--port-base", type=int, default=8100,
-                        help="with 'all': first of five consecutive ports")
-    parser.add_argument("--tickets", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--fault", action="append", default=[], metavar="[NAME:]ROUTE=SPEC",
-                        help="inject a fault (repeatable)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    args = parser.parse_args(argv)
-    names = list(EMULATORS) if args.which == "all" else [args.which]
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    before = {sig: signal.signal(sig, lambda *_: stop.set())
+              for sig in (signal.SIGTERM, signal.SIGINT)}
     running: list[Emulator] = []
     try:
-        for i, name in enumerate(names):
-            port = args.port_base + i if args.which == "all" else args.port
-            running.append(start_emulator(name, port=port, tickets=args.tickets,
-                                          seed=args.seed))
-        for spec in args.fault:
-            target, sep, rest = spec.partition(":")
-            if not (sep and target in EMULATORS):
-                target, rest = "", spec
-            route, _, fault = rest.rpartition("=")
-            for emu in running:
-                if not target or emu.name == target:
-                    emu.add_fault(route, fault)
+        running = start(args)
+        for emu in running:
+            d = emu.describe()
+            if args.json:
+                print(json.dumps(d), flush=True)
+            else:
+                creds = " ".join(f"{k}={v}" for k, v in d["credentials"].items())
+                print(f"{d['name']:<14} {d['base_url']:<44} {creds}", flush=True)
+        while not stop.wait(0.5):
+            pass
     except (OSError, ValueError) as exc:
         print(f"turnstiled-sim: {exc}", file=sys.stderr)
+        return 2
+    finally:
         for emu in running:
             emu.stop()
-        return 2
-    for emu in running:
-        d = emu.describe()
-        if args.json:
-            print(json.dumps(d), flush=True)
-        else:
-            creds = " ".join(f"{k}={v}" for k, v in d["credentials"].items())
-            print(f"{d['name']:<14} {d['base_url']:<40} {creds}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    for emu in running:
-        emu.stop()
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    logger.info("stopped")
     return 0
 
 

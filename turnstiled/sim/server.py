@@ -1,50 +1,57 @@
-"""HTTP plumbing shared by the cloud emulators: routing, faults, records, admin.
+"""HTTP plumbing shared by the cloud emulators: routing, faults on the wire, records, admin.
 
-Each emulator is an :class:`Emulator` subclass with a route table; it
-serves on a ``ThreadingHTTPServer`` bound to 127.0.0.1. Every emulator
-also answers ``/__admin/...``:
+Each emulator is an :class:`Emulator` subclass with a route table and a
+:class:`TicketState`; it serves on a ``ThreadingHTTPServer``. Besides the
+vendor's API, every emulator answers an admin API on the same port (no
+auth, never faulted):
 
-- ``GET /__admin/records[?kind=scan]``: what it received (scans,
-  admissions, validations), in order;
-- ``POST /__admin/faults`` ``{"route": "GLOB", "fault": "SPEC"}``; ``DELETE``
-  clears them;
-- ``POST /__admin/tickets`` ``{"action": "add"|"cancel"|"rezone", ...}``.
-
-Fault SPEC: ``KIND[:ARG][xN|%P][@K]`` where KIND is ``500``, ``503``,
-``429`` (ARG = Retry-After seconds, default 1), ``latency`` (ARG = ms),
-``hang`` (no answer for ARG s, default 30), ``reset`` (connection closed
-mid-body), ``truncate`` (half a JSON document), ``html200``, ``html502``,
-``auth`` (answer as if the credentials were wrong). ``xN`` fires the N
-next matching requests (default: every one), ``%P`` fires with
-probability P percent from a seeded generator, ``@K`` lets the first K
-matching requests through first (a failure in the middle of a sync). Routes are shell globs
-over ``METHOD /path`` (``POST /api/accessusers/scans/*``) or just a path.
+- ``GET /__admin``: name, base URL, credentials, ticket count;
+- ``GET /__admin/records[?kind=scan&barcode=...]``: what it received
+  (scans, admissions, validations, ...), in order; ``DELETE`` forgets them;
+- ``GET /__admin/requests``: every request with its status and fault;
+- ``GET /__admin/faults``; ``POST /__admin/faults`` with ``{"rule":
+  "ROUTE=SPEC"}`` or ``{"route": ..., "fault": SPEC}``; ``DELETE`` clears
+  (``?route=`` only that route's). Syntax: :mod:`turnstiled.sim.faults`;
+- ``GET /__admin/tickets[?offset=&limit=]``, ``GET /__admin/tickets/KEY``;
+  ``POST /__admin/tickets`` with ``{"action": "add", "count": N}``,
+  ``{"action": "cancel", "key": K}``, ``{"action": "rezone", "key": K,
+  "zone": Z}``, ``{"action": "update", "key": K, "changes": {...}}`` or
+  ``{"action": "list", "limit": N}``. Every change bumps the ticket's
+  modification time (updatedAt, last_update, ...), so delta syncs see it.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import contextlib
 import json
 import logging
-import random
 import re
 import socket
+import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, Self
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from turnstiled.sim import seed as seeding
+from turnstiled.sim.faults import Fault, FaultSet
+from turnstiled.sim.records import Records
+from turnstiled.sim.state import TicketState
 
 logger = logging.getLogger(__name__)
 
-FAULT_KINDS = ("500", "503", "429", "latency", "hang", "reset", "truncate", "html200",
-               "html502", "auth")
-_SPEC = re.compile(r"^(?P<kind>\d{3}|[a-z]+(?:\d{3})?)(?::(?P<arg>[0-9.]+))?"
-                   r"(?:x(?P<n>\d+)|%(?P<p>[0-9.]+))?(?:@(?P<skip>\d+))?$")
-HTML = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
-        b"<body><h1>Bad Gateway</h1><p>upstream error</p></body></html>")
+HTML = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>"
+        b"<h1>Bad Gateway</h1><p>The upstream server is not responding.</p></body></html>")
+REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized",
+           403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+           412: "Precondition Failed", 429: "Too Many Requests",
+           500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+WRONG = "wrong-credential"
+FILLER = json.dumps({"data": [{"id": "x" * 24, "name": "y" * 40}] * 40}).encode()
 
 
 class HttpError(Exception):
@@ -58,138 +65,137 @@ class HttpError(Exception):
 
 
 @dataclass
-class Fault:
-    """One injected misbehaviour on the routes matching ``route``."""
-
-    route: str
-    kind: str
-    arg: float | None = None
-    remaining: int | None = None  # None: every time
-    probability: float | None = None
-    skip: int = 0  # matching requests let through before the fault starts
-
-    @classmethod
-    def parse(cls, route: str, spec: str) -> Fault:
-        m = _SPEC.match(spec.strip())
-        if not m or m["kind"] not in FAULT_KINDS:
-            raise ValueError(f"bad fault {spec!r}: KIND[:ARG][xN|%P][@K], KIND one of "
-                             f"{', '.join(FAULT_KINDS)}")
-        return cls(route, m["kind"], float(m["arg"]) if m["arg"] else None,
-                   int(m["n"]) if m["n"] else None, float(m["p"]) / 100 if m["p"] else None,
-                   int(m["skip"]) if m["skip"] else 0)
-
-    def matches(self, method: str, path: str) -> bool:
-        pattern = self.route if " " in self.route else f"* {self.route}"
-        return fnmatch.fnmatchcase(f"{method} {path}", pattern)
-
-
-@dataclass
 class Request:
     """What a route handler sees."""
 
     method: str
     path: str
     query: dict[str, str]
-    headers: dict[str, str]
+    headers: dict[str, str]  # names in lower case
     body: Any
     raw_body: bytes
     params: dict[str, str] = field(default_factory=dict)
 
 
-Route = tuple[str, re.Pattern[str], Callable[[Request], Any]]
-
-
 class Emulator:
-    """Base of the five emulators: routes, faults, records, admin, lifecycle."""
+    """Base of the five emulators: routes, faults, records, admin API, lifecycle."""
 
     name = ""
+    base_path = ""
 
     def __init__(self, *, tickets: int = 100, seed: int = 1, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, now: float | None = None, faults: Iterable[str] = ()) -> None:
         self.seed = seed
+        self.now = float(int(time.time())) if now is None else float(now)
         self.lock = threading.RLock()
-        self.faults: list[Fault] = []
-        self.records: list[dict[str, Any]] = []
-        self.rng = random.Random(f"{self.name}:{seed}")
-        self._fault_rng = random.Random(f"{self.name}:faults:{seed}")
-        self.routes: list[Route] = []
-        self.setup(tickets)
+        self.rng = seeding.rng(self.name, seed)
+        self.faults = FaultSet(f"{self.name}:faults:{seed}", self.base_path)
+        self.records = Records()
+        self.routes: list[tuple[str, re.Pattern[str], Callable[[Request], Any]]] = []
+        self._stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self.state: TicketState = self.setup(tickets)
+        for rule in faults:
+            self.faults.add(rule)
         self.httpd = ThreadingHTTPServer((host, port), self._handler_class())
         self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
+        self.host = host
+        self.port = int(self.httpd.server_address[1])
         self._thread: threading.Thread | None = None
 
     # -- to override -----------------------------------------------------
-    def setup(self, tickets: int) -> None:
-        """Generate state and register routes."""
-
-    base_path = ""
+    def setup(self, tickets: int) -> TicketState:
+        """Generate the state (deterministically from ``self.rng``), register routes."""
+        raise NotImplementedError
 
     @property
     def credentials(self) -> dict[str, str]:
         return {}
 
-    def admin_tickets(self, body: dict[str, Any]) -> Any:
-        raise HttpError(400, {"error": "this emulator has no ticket admin"})
+    def error_body(self, status: int) -> Any:
+        """The vendor's error body for an injected *status*."""
+        return {"message": REASONS.get(status, f"HTTP {status}")}
 
-    # -- routes ------------------------------------------------------------
+    def not_found(self, req: Request) -> tuple[int, Any, dict[str, str]]:
+        return 404, {"message": f"The requested endpoint {req.path} does not exist on this "
+                                "server."}, {}
+
+    def spoil_credentials(self, req: Request) -> None:
+        """Make *req*'s credentials wrong (the ``auth`` fault)."""
+        for name in ("token", "x-api-key"):
+            if name in req.headers:
+                req.headers[name] = WRONG
+        auth = req.headers.get("authorization")
+        if auth is not None:
+            req.headers["authorization"] = auth.split(" ", 1)[0] + " " + WRONG
+
+    # -- the Python API (the shorthands serve callers older than .state/.faults) --
     def route(self, method: str, pattern: str, fn: Callable[[Request], Any]) -> None:
         """Register *fn* for *method* and a path *pattern* with ``{name}`` parts."""
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
         self.routes.append((method, re.compile(f"^{regex}$"), fn))
 
-    def record(self, kind: str, **data: Any) -> None:
-        with self.lock:
-            self.records.append({"kind": kind, "at": time.time(), **data})
+    def record(self, kind: str, **data: Any) -> dict[str, Any]:
+        return self.records.add(kind, **data)
 
-    def received(self, kind: str | None = None) -> list[dict[str, Any]]:
-        with self.lock:
-            return [r for r in self.records if kind is None or r["kind"] == kind]
+    def received(self, kind: str | None = None, **match: Any) -> list[dict[str, Any]]:
+        """Shorthand for ``records.all(kind, **match)``."""
+        return self.records.all(kind, **match)
 
-    def add_fault(self, route: str, spec: str) -> Fault:
-        fault = Fault.parse(route, spec)
-        with self.lock:
-            self.faults.append(fault)
-        return fault
+    def add_fault(self, route: str, spec: str | None = None) -> Fault:
+        """Shorthand for ``faults.add(route, spec)``."""
+        return self.faults.add(route, spec)
 
     def clear_faults(self) -> None:
-        with self.lock:
-            self.faults.clear()
+        self.faults.clear()
 
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        with self.lock:
-            for f in self.faults:
-                if not f.matches(method, path):
-                    continue
-                if f.skip > 0:
-                    f.skip -= 1
-                    continue
-                if f.probability is not None and self._fault_rng.random() >= f.probability:
-                    continue
-                if f.remaining is not None:
-                    if f.remaining <= 0:
-                        continue
-                    f.remaining -= 1
-                return f
-        return None
+    def add_tickets(self, n: int = 1, **options: Any) -> list[dict[str, Any]]:
+        return self.state.add(n, **options)
 
-    # -- lifecycle ---------------------------------------------------------
+    def cancel(self, key: Any) -> dict[str, Any]:
+        return self.state.cancel(key)
+
+    def rezone(self, key: Any, zone: Any) -> dict[str, Any]:
+        return self.state.rezone(key, zone)
+
+    def admin_tickets(self, body: dict[str, Any]) -> Any:
+        """What ``POST /__admin/tickets`` does with *body*."""
+        return self.state.admin(body)
+
+    # -- lifecycle -----------------------------------------------------------
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{self.base_path}"
+        host = self.host if self.host not in ("", "0.0.0.0", "::") else socket.gethostname()  # noqa: S104
+        return f"http://{host}:{self.port}{self.base_path}"
 
-    def start(self) -> Emulator:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.1,),
-                                        name=f"sim-{self.name}", daemon=True)
-        self._thread.start()
+    @property
+    def admin_url(self) -> str:
+        return self.base_url.removesuffix(self.base_path) + "/__admin"
+
+    def start(self) -> Self:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.1,),
+                                            name=f"sim-{self.name}", daemon=True)
+            self._thread.start()
+            logger.info("%s emulator on %s", self.name, self.base_url)
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        """Stop serving and close every open connection; hung requests are let go at once."""
+        self._stopping.set()
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread.join(5)
+            self._thread = None
         self.httpd.server_close()
+        with self.lock:
+            open_now = list(self._connections)
+        for conn in open_now:  # a kept-alive client must not be served after the stop
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
-    def __enter__(self) -> Emulator:
-        return self
+    def __enter__(self) -> Self:
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -204,9 +210,21 @@ class Emulator:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             server_version = f"turnstiled-sim-{emu.name}"
+            disable_nagle_algorithm = True
+
+            def setup(self) -> None:
+                super().setup()
+                with emu.lock:
+                    emu._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with emu.lock:
+                    emu._connections.discard(self.connection)
+                super().finish()
 
             def log_message(self, fmt: str, *args: Any) -> None:
-                logger.debug("%s: %s", emu.name, fmt % args)
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("%s: %s", emu.name, fmt % args)
 
             def do_GET(self) -> None:
                 emu._serve(self)
@@ -215,42 +233,55 @@ class Emulator:
 
         return Handler
 
-    def _serve(self, h: BaseHTTPRequestHandler) -> None:
+    def _read(self, h: BaseHTTPRequestHandler) -> Request:
         split = urlsplit(h.path)
-        path = split.path
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         length = int(h.headers.get("Content-Length") or 0)
-        raw = h.rfile.read(length) if length else b""
+        raw = h.rfile.read(length) if length > 0 else b""
         body: Any = None
         if raw:
             try:
                 body = json.loads(raw)
             except ValueError:
                 body = None
-        req = Request(h.command, path, query, {k.lower(): v for k, v in h.headers.items()},
-                      body, raw)
-        if path.startswith("/__admin/"):
-            self._answer(h, *self._admin(req))
+        return Request(h.command, split.path, query,
+                       {k.lower(): v for k, v in h.headers.items()}, body, raw)
+
+    def _serve(self, h: BaseHTTPRequestHandler) -> None:
+        req = self._read(h)
+        if req.path == "/__admin" or req.path.startswith("/__admin/"):
+            status, body = self._admin(req)
+            self._write(h, status, json.dumps(body).encode())
             return
-        fault = self._take_fault(h.command, path)
-        if fault is not None and self._inject(h, fault):
+        delay, fault = self.faults.take(req.method, req.path)
+        if delay:
+            self._stopping.wait(delay)
+        label = fault.name if fault is not None else None
+        logged = self.records.log_request(req.method, req.path, label)
+        if fault is not None and fault.kind == "auth":
+            self.spoil_credentials(req)
+            fault = None
+        answer = None
+        if fault is None or fault.answers_after_api:
+            answer = self._dispatch(req)
+        if fault is None:
+            logged["status"] = answer[0]  # type: ignore[index]
+            self._write(h, *answer)  # type: ignore[misc]
             return
+        logged["status"] = self._misbehave(h, fault, answer)
+
+    def _dispatch(self, req: Request) -> tuple[int, bytes, dict[str, str]]:
         try:
-            status, payload, headers = self._dispatch(req, auth_fault=bool(
-                fault and fault.kind == "auth"))
+            status, payload, headers = self._route(req)
         except HttpError as exc:
             status, payload, headers = exc.status, exc.body, exc.headers
         except Exception:
-            logger.exception("%s: handler failed", self.name)
-            status, payload, headers = 500, {"message": "emulator error"}, {}
+            logger.exception("%s: handler failed on %s %s", self.name, req.method, req.path)
+            status, payload, headers = 500, self.error_body(500), {}
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        if fault is not None and fault.kind == "truncate":
-            self._answer(h, status, data[: max(1, len(data) // 2)], headers,
-                         length=len(data[: max(1, len(data) // 2)]))
-            return
-        self._answer(h, status, data, headers)
+        return status, data, headers
 
-    def _dispatch(self, req: Request, auth_fault: bool) -> tuple[int, Any, dict[str, str]]:
+    def _route(self, req: Request) -> tuple[int, Any, dict[str, str]]:
         known_path = False
         for method, regex, fn in self.routes:
             m = regex.match(req.path)
@@ -259,108 +290,107 @@ class Emulator:
             known_path = True
             if method != req.method:
                 continue
-            req.params = m.groupdict()
-            if auth_fault:
-                req.headers = {k: v for k, v in req.headers.items()
-                               if k not in ("authorization", "token", "x-api-key")}
-                req.query.pop("password", None)
-                if isinstance(req.body, dict) and "password" in req.body:
-                    req.body = {**req.body, "password": "wrong"}
+            req.params = {k: unquote(v) for k, v in m.groupdict().items()}
             result = fn(req)
             if isinstance(result, tuple):
-                if len(result) == 3:
-                    return result
-                return result[0], result[1], {}
+                return result if len(result) == 3 else (result[0], result[1], {})
             return 200, result, {}
         if known_path:
-            raise HttpError(405, {"message": f"method {req.method} not allowed"})
+            return 405, self.error_body(405), {}
         return self.not_found(req)
 
-    def not_found(self, req: Request) -> tuple[int, Any, dict[str, str]]:
-        return 404, {"message": f"The requested endpoint {req.path} does not exist on this "
-                                "server."}, {}
-
-    def _inject(self, h: BaseHTTPRequestHandler, f: Fault) -> bool:
-        """Answer with the fault; False when the request goes on (latency, truncate, auth)."""
+    def _misbehave(self, h: BaseHTTPRequestHandler, f: Fault,
+                   answer: tuple[int, bytes, dict[str, str]] | None) -> int | None:
+        """Answer as fault *f* says (*answer*: the API's, if it ran); the status sent."""
         kind = f.kind
-        if kind == "latency":
-            time.sleep((f.arg or 200) / 1000)
-            return False
-        if kind in ("truncate", "auth"):
-            return False
         if kind == "hang":
-            time.sleep(f.arg or 30)
+            self._stopping.wait(f.arg or 0)
             h.close_connection = True
-            return True
-        if kind == "reset":
-            body = json.dumps({"docs": [{"_id": "x" * 40}] * 50, "total": 50}).encode()
-            h.send_response(200)
-            h.send_header("Content-Type", "application/json")
-            h.send_header("Content-Length", str(len(body)))
-            h.end_headers()
-            h.wfile.write(body[: len(body) // 3])
-            h.wfile.flush()
-            with_linger_reset(h.connection)
-            h.close_connection = True
-            return True
+            return None
         if kind in ("html200", "html502"):
-            self._answer(h, 200 if kind == "html200" else 502, HTML, {},
-                         ctype="text/html; charset=utf-8")
-            return True
-        status = int(kind)
-        headers = {"Retry-After": str(int(f.arg if f.arg is not None else 1))} \
-            if kind == "429" else {}
-        self._answer(h, status, json.dumps(self.error_body(status)).encode(), headers)
-        return True
+            status = 200 if kind == "html200" else 502
+            self._write(h, status, HTML, ctype="text/html; charset=utf-8")
+            return status
+        if kind.isdigit():
+            headers = {"Retry-After": f"{f.arg or 0:g}"} if kind == "429" else {}
+            self._write(h, int(kind), json.dumps(self.error_body(int(kind))).encode(), headers)
+            return int(kind)
+        status, data, headers = answer or (200, FILLER, {})
+        cut = data[: max(1, len(data) // 2)]
+        if kind == "truncate":
+            self._write(h, status, cut, headers)
+            return status
+        h.close_connection = True
+        self._write(h, status, data, headers, body=cut if kind == "stall" else data[:len(
+            data) // 3])
+        if kind == "stall":
+            self._stopping.wait(f.arg or 0)
+        else:
+            reset(h.connection)
+        return status
 
-    def error_body(self, status: int) -> Any:
-        """The vendor's error body for an injected *status*."""
-        return {"message": f"HTTP {status}"}
-
-    def _answer(self, h: BaseHTTPRequestHandler, status: int, data: Any,
-                headers: dict[str, str] | None = None, *, length: int | None = None,
-                ctype: str = "application/json") -> None:
-        if not isinstance(data, bytes):
-            data = json.dumps(data).encode()
+    def _write(self, h: BaseHTTPRequestHandler, status: int, data: bytes,
+               headers: dict[str, str] | None = None, *, ctype: str = "application/json",
+               body: bytes | None = None) -> None:
+        """Status line, headers and body in one write (*body*: send only this part)."""
+        head = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}",
+                f"Server: {h.server_version}", f"Date: {formatdate(usegmt=True)}",
+                f"Content-Type: {ctype}", f"Content-Length: {len(data)}"]
+        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if h.close_connection:
+            head.append("Connection: close")
+        h.log_request(status, len(data))
         try:
-            h.send_response(status)
-            h.send_header("Content-Type", ctype)
-            h.send_header("Content-Length", str(len(data) if length is None else length))
-            for k, v in (headers or {}).items():
-                h.send_header(k, v)
-            h.end_headers()
-            h.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
+            h.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+                          + (data if body is None else body))
+            h.wfile.flush()
+        except OSError:
             h.close_connection = True
 
     def _admin(self, req: Request) -> tuple[int, Any]:
-        what = req.path[len("/__admin/"):].strip("/")
+        what = req.path.removeprefix("/__admin").strip("/")
         body = req.body if isinstance(req.body, dict) else {}
+        q = req.query
         try:
-            if what == "records" and req.method == "GET":
-                return 200, self.received(req.query.get("kind"))
-            if what == "faults" and req.method == "POST":
-                f = self.add_fault(str(body.get("route", "*")), str(body.get("fault", "")))
-                return 200, {"route": f.route, "kind": f.kind}
-            if what == "faults" and req.method == "DELETE":
-                self.clear_faults()
-                return 200, {"cleared": True}
-            if what == "faults" and req.method == "GET":
-                return 200, [f.__dict__ for f in self.faults]
-            if what == "tickets" and req.method == "POST":
-                return 200, self.admin_tickets(body)
-        except ValueError as exc:
+            match (req.method, what.split("/", 1)[0]):
+                case ("GET", ""):
+                    return 200, {**self.describe(), "tickets": len(self.state),
+                                 "records": len(self.records), "faults": len(self.faults)}
+                case ("GET", "records"):
+                    kind = q.pop("kind", None)
+                    return 200, [r for r in self.records.all(kind)
+                                 if all(str(r.get(k)) == v for k, v in q.items())]
+                case ("DELETE", "records"):
+                    self.records.clear()
+                    return 200, {"cleared": True}
+                case ("GET", "requests"):
+                    return 200, self.records.requests(q.get("method"), q.get("path"))
+                case ("GET", "faults"):
+                    return 200, self.faults.describe()
+                case ("POST", "faults"):
+                    rule = body.get("rule")
+                    f = self.faults.add(str(rule)) if rule else self.faults.add(
+                        str(body.get("route", "*")), str(body.get("fault", "")))
+                    return 200, f.describe()
+                case ("DELETE", "faults"):
+                    return 200, {"cleared": self.faults.clear(q.get("route"))}
+                case ("GET", "tickets") if "/" in what:
+                    return 200, self.state.get(what.split("/", 1)[1])
+                case ("GET", "tickets"):
+                    return 200, self.state.admin({"action": "list", **q})
+                case ("POST", "tickets"):
+                    return 200, self.state.admin(body)
+        except KeyError as exc:
+            return 404, {"error": f"no such ticket: {exc}"}
+        except (ValueError, TypeError) as exc:
             return 400, {"error": str(exc)}
         except HttpError as exc:
             return exc.status, exc.body
-        return 404, {"error": f"no admin endpoint {req.method} {what}"}
+        return 404, {"error": f"no admin endpoint {req.method} /__admin/{what}"}
 
 
-def with_linger_reset(conn: socket.socket) -> None:
+def reset(conn: socket.socket) -> None:
     """Close *conn* with an RST instead of a FIN (connection reset by peer)."""
-    import struct
-    try:
+    with contextlib.suppress(OSError):
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.close()
-    except OSError:
-        pass

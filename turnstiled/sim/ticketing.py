@@ -1,71 +1,210 @@
-"""Emulator of TickeTing REST API v3 (the admission parts a gate uses).
+"""Emulator of the TickeTing REST API v3 (the admission parts a gate uses), under ``/v3``.
 
-``X-API-Key`` (401 when missing, 403 when wrong) and ``X-Client-Version``
-(412 when missing or below 3.0.0) on every request. An admission token
-code is exchanged with ``GET /tokens/{code}`` for ``{key, event,
-sections}``; tokens are issued, listed and shown under
-``/events/{event}/tokens``. Tickets page 1-based with ``records`` and
-``page`` (404 past the last page) and ``modified_since``; admissions
-answer 201 with the admitted subset, 400 when none admits.
+Every request needs ``X-Client-Version`` of at least 3.0.0 (else 412
+``{"error": "Please upgrade your client to complete this request"}``) and,
+except the token exchange, ``X-API-Key`` (missing or empty: 401 ``{"message":
+"Your request could not be authenticated."}``; unknown, or valid but without
+permission for the resource: 403 ``{"message": "You are restricted from
+accessing this resource."}``). Unknown endpoints answer 404 ``{"message":
+"The requested endpoint ... does not exist on this server."}``, unknown
+resources 404 ``{"error": "There is presently no resource with the given
+URI."}``.
+
+- ``GET /tokens/{code}``: an admission token code (``[0-9A-Z]{8}``) for
+  ``{key, event, sections}``; the key is the gate's ``X-API-Key`` from then
+  on, valid for that event (and, for admissions, those sections) only.
+- ``POST /events/{event}/tokens`` ``{sections: [...]}`` issues a token (201),
+  ``GET /events/{event}/tokens[?global=]`` lists, ``.../tokens/{token}``
+  shows one; these need the integration key.
+- ``GET /events/{event}/tickets?records=&page=&modified_since=``:
+  ``{total, page, records, entries}``, 1-based pages (``records`` 1..500,
+  default 25), 404 past the last page; ``modified_since`` is inclusive.
+- ``POST /events/{event}/admissions`` ``{redeemer, device, serials}``: 201
+  with the admitted subset, 400 when none of the serials admits.
+
+The integration key in ``credentials["api_key"]`` may do everything. The
+main event holds ``tickets`` tickets over three sections; a second event
+holds a quarter as many.
 """
 
 from __future__ import annotations
 
+import bisect
+import logging
 import math
 import time
-from datetime import datetime
 from typing import Any
 
 from turnstiled.sim import seed
 from turnstiled.sim.server import Emulator, HttpError, Request
+from turnstiled.sim.state import TicketState
+
+logger = logging.getLogger(__name__)
 
 MIN_VERSION = (3, 0, 0)
 NO_RESOURCE = {"error": "There is presently no resource with the given URI."}
-ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+UNAUTHENTICATED = {"message": "Your request could not be authenticated."}
+RESTRICTED = {"message": "You are restricted from accessing this resource."}
+UPGRADE = {"error": "Please upgrade your client to complete this request"}
+PICK_STATUS = seed.weighted((("Issued", 95.0), ("Void", 5.0)))
+EVENTS = ((("Floor", "Balcony", "VIP"), 1), (("Floor", "Standing"), 4))
 
 
 def _version(text: str | None) -> tuple[int, ...]:
     try:
-        return tuple(int(p) for p in (text or "").split("."))
+        parts = tuple(int(p) for p in (text or "").strip().split("."))
     except ValueError:
         return ()
+    return (*parts, 0, 0, 0)[:3] if parts else ()
+
+
+class TicketingState(TicketState):
+    """Two events with their sections, admission tokens and tickets."""
+
+    key_field = "serial"
+    zone_field = "section"
+    add_options = ("event",)
+
+    def __init__(self, emu: TicketingEmulator, n: int) -> None:
+        super().__init__(emu.lock, emu.now)
+        r = emu.rng
+        self.rng = r
+        self.admin_key = seed.code(r, 32, "0123456789abcdef")
+        first = 16993717817996 + r.randrange(1000)
+        self.events = [str(first + 7 * k) for k in range(len(EVENTS))]
+        self.sections: dict[str, str] = {}  # uri -> name
+        self.section_event: dict[str, str] = {}
+        self.tokens: dict[str, dict[str, Any]] = {}  # by code
+        self.keys: dict[str, dict[str, Any]] = {self.admin_key: {"admin": True}}
+        self.by_serial: dict[str, dict[str, Any]] = {}  # by serial
+        self._index: dict[str, list[tuple[float, str]]] = {e: [] for e in self.events}
+        for k, (ev, (names, _)) in enumerate(zip(self.events, EVENTS, strict=True)):
+            for j, name in enumerate(names):
+                uri = f"/events/{ev}/sections/{16993964783416 + 10 * k + j}"
+                self.sections[uri], self.section_event[uri] = name, ev
+        for ev in self.events:
+            self.issue_token(ev, self.event_sections(ev), global_=True)
+        self.issue_token(self.events[0], self.event_sections(self.events[0])[:1], global_=False)
+        for ev, (_, div) in zip(self.events, EVENTS, strict=True):
+            count = n // div
+            for i in range(count):
+                t = self._new(ev, seed.spread(emu.now, i, count, 3 * seed.DAY), i)
+                t["status"] = PICK_STATUS(r)
+        for idx in self._index.values():
+            idx.sort()
+        self._last_change = emu.now
+
+    def event_sections(self, event: str) -> list[str]:
+        return [u for u, e in self.section_event.items() if e == event]
+
+    def issue_token(self, event: str, sections: list[str], global_: bool) -> dict[str, Any]:
+        tid = str(17370490770235 + len(self.tokens))
+        code = seed.unique(lambda: seed.ticketing_token_code(self.rng), self.tokens)
+        key = seed.code(self.rng, 32, "0123456789abcdef")
+        token = {"self": f"/events/{event}/tokens/{tid}", "code": code, "global": global_,
+                 "sections": list(sections)}
+        self.tokens[code] = {**token, "id": tid, "key": key, "event": event}
+        self.keys[key] = {"admin": False, "event": event, "sections": set(sections)}
+        return token
+
+    def _new(self, event: str, at: float, i: int) -> dict[str, Any]:
+        r = self.rng
+        section = self.event_sections(event)[i % len(self.event_sections(event))]
+        serial = seed.unique(lambda: seed.ticketing_serial(r), self.by_serial)
+        first, last = seed.person(r)
+        t = {"self": f"/events/{event}/tickets/{serial}", "serial": serial, "status": "Issued",
+             "section": {"self": section, "name": self.sections[section]},
+             "owner": {"firstName": first, "lastName": last,
+                       "email": seed.email(first, last, len(self.by_serial))},
+             "issued": seed.iso_s(at), "redeemed": "N/A", "_modified": at, "_event": event}
+        self.by_serial[serial] = t
+        self._index[event].append((at, serial))
+        return t
+
+    # -- TicketState -----------------------------------------------------------
+    def rows(self) -> Any:
+        return self.by_serial.values()
+
+    def row(self, key: Any) -> dict[str, Any]:
+        return self.by_serial[key]
+
+    def __len__(self) -> int:
+        return len(self.by_serial)
+
+    def create(self, n: int, event: str | None = None) -> list[dict[str, Any]]:
+        ev = str(event) if event is not None else self.events[0]
+        if ev not in self._index:
+            raise ValueError(f"no event {event!r}")
+        out = []
+        for _ in range(n):
+            t = self._new(ev, self.stamp(), len(self.by_serial))
+            self._index[ev].pop()
+            bisect.insort(self._index[ev], (t["_modified"], t["serial"]))
+            out.append(t)
+        return out
+
+    def apply(self, row: dict[str, Any], changes: dict[str, Any], stamp: float) -> None:
+        idx = self._index[row["_event"]]
+        del idx[bisect.bisect_left(idx, (row["_modified"], row["serial"]))]
+        row.update(changes, _modified=stamp)
+        bisect.insort(idx, (stamp, row["serial"]))
+
+    def cancel_changes(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {"status": "Void"}
+
+    def zone_changes(self, row: dict[str, Any], zone: Any) -> dict[str, Any]:
+        mine = self.event_sections(row["_event"])
+        uri = next((u for u in mine if str(zone) in (u, self.sections[u])), None)
+        if uri is None:
+            raise ValueError(f"no section {zone!r} in event {row['_event']}")
+        return {"section": {"self": uri, "name": self.sections[uri]}}
+
+    # -- queries ---------------------------------------------------------------
+    def modified(self, event: str, since: float | None) -> list[str]:
+        """Serials of *event* modified at or after *since*, oldest change first."""
+        with self.lock:
+            idx = self._index[event]
+            a = 0 if since is None else bisect.bisect_left(idx, (since,))
+            return [s for _, s in idx[a:]]
 
 
 class TicketingEmulator(Emulator):
-    """One TickeTing event with sections, tokens and tickets."""
+    """TickeTing v3 with an integration key, two events, tokens and tickets."""
 
     name = "ticketing"
     base_path = "/v3"
 
-    def setup(self, tickets: int) -> None:
-        rng = self.rng
-        self.api_key = seed.code(rng, 32, "0123456789abcdef")
-        self.event = str(16993717817996 + rng.randrange(1000))
-        ev = f"/events/{self.event}"
-        self.sections = {f"{ev}/sections/{16993964783416 + i}": name
-                         for i, name in enumerate(("Floor", "Balcony", "VIP"))}
-        self.tokens: dict[str, dict[str, Any]] = {}
-        self.keys: dict[str, dict[str, Any]] = {self.api_key: {"admin": True}}
-        self._issue_token(list(self.sections), global_=True)
-        self._issue_token([next(iter(self.sections))], global_=False)
-        self.tickets: dict[str, dict[str, Any]] = {}
-        t0 = seed.base_time()
-        for i in range(tickets):
-            self._new_ticket(t0 + i * 3600 / max(1, tickets), i)
-        self.route("GET", "/v3/tokens/{code}", self._exchange)
-        self.route("POST", "/v3/events/{event}/tokens", self._post_token)
-        self.route("GET", "/v3/events/{event}/tokens", self._list_tokens)
-        self.route("GET", "/v3/events/{event}/tokens/{token}", self._token_detail)
-        self.route("GET", "/v3/events/{event}/tickets", self._list_tickets)
-        self.route("POST", "/v3/events/{event}/admissions", self._admit)
+    def setup(self, tickets: int) -> TicketingState:
+        state = TicketingState(self, tickets)
+        routes = (("GET", "/tokens/{code}", self._exchange),
+                  ("POST", "/events/{event}/tokens", self._post_token),
+                  ("GET", "/events/{event}/tokens", self._list_tokens),
+                  ("GET", "/events/{event}/tokens/{token}", self._token_detail),
+                  ("GET", "/events/{event}/tickets", self._list_tickets),
+                  ("POST", "/events/{event}/admissions", self._admit))
+        for method, path, fn in routes:
+            self.route(method, self.base_path + path, fn)
+        return state
+
+    @property
+    def tickets(self) -> dict[str, dict[str, Any]]:
+        """Every ticket by serial (live; change them through ``state``)."""
+        return self.state.by_serial  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def event(self) -> str:
+        return self.state.events[0]  # type: ignore[attr-defined, no-any-return]
 
     @property
     def credentials(self) -> dict[str, str]:
-        codes = list(self.tokens)
-        return {"api_key": self.api_key, "event": self.event, "global_token_code": codes[0],
-                "section_token_code": codes[1]}
+        s: TicketingState = self.state  # type: ignore[assignment]
+        codes = [c for c, t in s.tokens.items() if t["event"] == self.event]
+        return {"api_key": s.admin_key, "event": self.event, "global_token_code": codes[0],
+                "section_token_code": codes[1], "other_event": s.events[1]}
 
     def error_body(self, status: int) -> Any:
+        if status == 404:
+            return NO_RESOURCE
         return {"message": "There was a server error while excuting this request. Please "
                            "see system logs for details."}
 
@@ -73,178 +212,124 @@ class TicketingEmulator(Emulator):
         return 404, {"message": f"The requested endpoint {req.path.removeprefix('/v3')} does "
                                 "not exist on this server."}, {}
 
-    # -- state -------------------------------------------------------------
-    def _issue_token(self, sections: list[str], global_: bool) -> dict[str, Any]:
-        tid = str(17370490770235 + len(self.tokens))
-        code = seed.code(self.rng, 8, ALNUM)
-        token = {"self": f"/events/{self.event}/tokens/{tid}", "code": code,
-                 "global": global_, "sections": sections}
-        key = seed.code(self.rng, 32, "0123456789abcdef")
-        self.tokens[code] = {**token, "id": tid, "key": key}
-        self.keys[key] = {"admin": False, "sections": set(sections)}
-        return token
-
-    def _new_ticket(self, at: float, i: int) -> dict[str, Any]:
-        rng = self.rng
-        section = list(self.sections)[i % len(self.sections)]
-        serial = f"{seed.code(rng, 6, ALNUM)}-{seed.code(rng, 12, ALNUM)}"
-        first, last = seed.person(rng)
-        t = {"self": f"/events/{self.event}/tickets/{serial}", "serial": serial,
-             "status": "Issued" if rng.random() > 0.05 else "Void",
-             "section": {"self": section, "name": self.sections[section]},
-             "owner": {"firstName": first, "lastName": last,
-                       "email": f"{first.lower()}@example.org"},
-             "issued": seed.iso_s(at), "redeemed": "N/A", "_modified": at}
-        self.tickets[serial] = t
-        return t
-
-    def add_tickets(self, n: int) -> list[dict[str, Any]]:
-        with self.lock:
-            return [self._public(self._new_ticket(time.time(), len(self.tickets) + k))
-                    for k in range(n)]
-
-    def update_ticket(self, serial: str, **changes: Any) -> dict[str, Any]:
-        with self.lock:
-            t = self.tickets[serial]
-            t.update(changes, _modified=time.time())
-            return self._public(t)
-
-    def cancel(self, serial: str) -> dict[str, Any]:
-        return self.update_ticket(serial, status="Void")
-
-    def rezone(self, serial: str, section: str) -> dict[str, Any]:
-        return self.update_ticket(serial, section={"self": section,
-                                                   "name": self.sections[section]})
-
-    def admin_tickets(self, body: dict[str, Any]) -> Any:
-        action = body.get("action")
-        if action == "add":
-            return self.add_tickets(int(body.get("count", 1)))
-        if action == "cancel":
-            return self.cancel(str(body["serial"]))
-        if action == "rezone":
-            return self.rezone(str(body["serial"]), str(body["section"]))
-        raise ValueError("action must be add, cancel or rezone")
-
-    @staticmethod
-    def _public(t: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in t.items() if not k.startswith("_")}
-
     # -- checks ------------------------------------------------------------
-    def _client(self, req: Request, key_required: bool = True) -> dict[str, Any] | None:
+    def _client(self, req: Request) -> None:
         if _version(req.headers.get("x-client-version")) < MIN_VERSION:
-            raise HttpError(412, {"error": "Please upgrade your client to complete this "
-                                           "request"})
-        if not key_required:
-            return None
-        key = req.headers.get("x-api-key", "")
+            raise HttpError(412, UPGRADE)
+
+    def _key(self, req: Request, *, admin: bool = False) -> dict[str, Any]:
+        """The caller's key, allowed on the path's event (404 for an unknown event)."""
+        self._client(req)
+        key = req.headers.get("x-api-key", "").strip()
         if not key:
-            raise HttpError(401, {"message": "Your request could not be authenticated."})
-        who = self.keys.get(key)
+            raise HttpError(401, UNAUTHENTICATED)
+        s: TicketingState = self.state  # type: ignore[assignment]
+        who = s.keys.get(key)
         if who is None:
-            raise HttpError(403, {"message": "You are restricted from accessing this "
-                                             "resource."})
+            raise HttpError(403, RESTRICTED)
+        if req.params["event"] not in s.events:
+            raise HttpError(404, NO_RESOURCE)
+        if not who["admin"] and (admin or who["event"] != req.params["event"]):
+            raise HttpError(403, RESTRICTED)
         return who
 
-    def _event(self, req: Request) -> None:
-        if req.params["event"] != self.event:
-            raise HttpError(404, NO_RESOURCE)
-
     @staticmethod
-    def _paging(req: Request, default: int = 25) -> tuple[int, int]:
+    def _paging(req: Request) -> tuple[int, int]:
         try:
-            records = int(req.query.get("records", default))
-            page = int(req.query.get("page", 1))
+            records = int(req.query.get("records") or 25)
+            page = int(req.query.get("page") or 1)
         except ValueError:
             raise HttpError(400, {"error": "records and page must be integers"}) from None
-        if records < 1 or records > 500 or page < 1:
-            raise HttpError(400, {"error": "records must be 1..500 and page >= 1"})
+        if not 1 <= records <= 500 or page < 1:
+            raise HttpError(400, {"error": "records must be 1..500 and page at least 1"})
         return records, page
 
-    # -- routes ------------------------------------------------------------
-    def _exchange(self, req: Request) -> Any:
-        self._client(req, key_required=False)
-        token = self.tokens.get(req.params["code"])
-        if token is None:
+    @staticmethod
+    def _paged(rows: list[Any], records: int, page: int) -> dict[str, Any]:
+        if page > max(1, math.ceil(len(rows) / records)):
             raise HttpError(404, NO_RESOURCE)
-        self.record("token_exchange", code=req.params["code"])
-        return {"key": token["key"], "event": f"/events/{self.event}",
-                "sections": token["sections"]}
-
-    def _post_token(self, req: Request) -> Any:
-        who = self._client(req)
-        self._event(req)
-        if not who or not who["admin"]:
-            raise HttpError(403, {"message": "You are restricted from accessing this "
-                                             "resource."})
-        sections = (req.body or {}).get("sections") if isinstance(req.body, dict) else None
-        if not isinstance(sections, list) or not sections or \
-                any(s not in self.sections for s in sections):
-            raise HttpError(400, {"error": "sections must list sections of this event"})
-        with self.lock:
-            return 201, self._issue_token(sections, global_=False)
-
-    def _list_tokens(self, req: Request) -> Any:
-        self._client(req)
-        self._event(req)
-        records, page = self._paging(req)
-        want = req.query.get("global")
-        rows = [{k: v for k, v in t.items() if k in ("self", "code", "global", "sections")}
-                for t in self.tokens.values()
-                if want is None or t["global"] == (want.lower() == "true")]
         return {"total": len(rows), "page": page, "records": records,
                 "entries": rows[(page - 1) * records:page * records]}
 
-    def _token_detail(self, req: Request) -> Any:
+    # -- routes ------------------------------------------------------------
+    def _exchange(self, req: Request) -> Any:
         self._client(req)
-        self._event(req)
-        for t in self.tokens.values():
-            if t["id"] == req.params["token"]:
-                return {k: v for k, v in t.items() if k in ("self", "code", "global",
-                                                            "sections")}
+        s: TicketingState = self.state  # type: ignore[assignment]
+        token = s.tokens.get(req.params["code"].upper())
+        self.record("token_exchange", code=req.params["code"], found=token is not None)
+        if token is None:
+            raise HttpError(404, NO_RESOURCE)
+        return {"key": token["key"], "event": f"/events/{token['event']}",
+                "sections": list(token["sections"])}
+
+    def _post_token(self, req: Request) -> Any:
+        self._key(req, admin=True)
+        s: TicketingState = self.state  # type: ignore[assignment]
+        event = req.params["event"]
+        sections = req.body.get("sections") if isinstance(req.body, dict) else None
+        if not isinstance(sections, list) or not sections or \
+                any(s.section_event.get(x) != event for x in sections):
+            raise HttpError(400, {"error": "sections must list sections of this event"})
+        with self.lock:
+            return 201, s.issue_token(event, sections, global_=False)
+
+    def _list_tokens(self, req: Request) -> Any:
+        self._key(req, admin=True)
+        records, page = self._paging(req)
+        want = req.query.get("global")
+        s: TicketingState = self.state  # type: ignore[assignment]
+        rows = [{k: t[k] for k in ("self", "code", "global", "sections")}
+                for t in s.tokens.values() if t["event"] == req.params["event"]
+                and (want is None or t["global"] == (want.lower() in ("true", "1")))]
+        return self._paged(rows, records, page)
+
+    def _token_detail(self, req: Request) -> Any:
+        self._key(req, admin=True)
+        s: TicketingState = self.state  # type: ignore[assignment]
+        for t in s.tokens.values():
+            if t["id"] == req.params["token"] and t["event"] == req.params["event"]:
+                return {k: t[k] for k in ("self", "code", "global", "sections")}
         raise HttpError(404, NO_RESOURCE)
 
     def _list_tickets(self, req: Request) -> Any:
-        self._client(req)
-        self._event(req)
+        self._key(req)
         records, page = self._paging(req)
         since = req.query.get("modified_since")
+        try:
+            cut = seed.parse_iso(since) if since else None
+        except ValueError:
+            raise HttpError(400, {"error": "modified_since must be an ISO 8601 time"}) from None
+        s: TicketingState = self.state  # type: ignore[assignment]
         with self.lock:
-            rows = sorted(self.tickets.values(), key=lambda t: (t["_modified"], t["serial"]))
-            if since:
-                try:
-                    cut = datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
-                except ValueError:
-                    raise HttpError(400, {"error": "modified_since must be ISO 8601"}) from None
-                rows = [t for t in rows if t["_modified"] >= cut]
-            pages = max(1, math.ceil(len(rows) / records))
-            if page > pages:
-                raise HttpError(404, NO_RESOURCE)
-            entries = [self._public(t) for t in rows[(page - 1) * records:page * records]]
-        return {"total": len(rows), "page": page, "records": records, "entries": entries}
+            serials = s.modified(req.params["event"], cut)
+            body = self._paged(serials, records, page)
+            body["entries"] = [s.public(s.by_serial[x]) for x in body["entries"]]
+        return body
 
     def _admit(self, req: Request) -> Any:
-        who = self._client(req)
-        self._event(req)
+        who = self._key(req)
         body = req.body if isinstance(req.body, dict) else {}
         serials = body.get("serials")
         if not isinstance(serials, list) or not body.get("redeemer"):
             raise HttpError(400, {"error": "redeemer and serials are required"})
-        allowed = None if who is None or who.get("admin") else who["sections"]
+        allowed = None if who["admin"] else who["sections"]
+        s: TicketingState = self.state  # type: ignore[assignment]
         admitted = []
         with self.lock:
-            now = seed.iso_s(time.time())
+            now = time.time()
             for serial in serials:
-                t = self.tickets.get(serial)
-                ok = (t is not None and t["status"] == "Issued" and t["redeemed"] == "N/A"
+                t = s.by_serial.get(str(serial))
+                ok = (t is not None and t["_event"] == req.params["event"]
+                      and t["status"] == "Issued" and t["redeemed"] == "N/A"
                       and (allowed is None or t["section"]["self"] in allowed))
-                self.record("admission", serial=serial, admitted=ok,
-                            device=body.get("device"))
+                self.record("admission", serial=serial, admitted=ok, device=body.get("device"),
+                            redeemer=body.get("redeemer"))
                 if ok:
-                    t["redeemed"], t["_modified"] = now, time.time()
+                    s.apply(t, {"redeemed": seed.iso_s(now)}, s.stamp())
                     admitted.append({"redeemer": body["redeemer"], "device": body.get("device"),
-                                     "ticket": t["self"], "patron": t["owner"],
-                                     "section": t["section"]["self"], "admitted": now})
+                                     "ticket": t["self"], "patron": dict(t["owner"]),
+                                     "section": t["section"]["self"],
+                                     "admitted": t["redeemed"]})
         if not admitted:
             raise HttpError(400, {"error": "None of the given tickets could be admitted."})
         return 201, admitted
