@@ -30,6 +30,7 @@ import socket
 import struct
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -77,7 +78,7 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)
 
 
-class Emulator:
+class Emulator(ABC):
     """Base of the five emulators: routes, faults, records, admin API, lifecycle."""
 
     name = ""
@@ -104,9 +105,9 @@ class Emulator:
         self._thread: threading.Thread | None = None
 
     # -- to override -----------------------------------------------------
+    @abstractmethod
     def setup(self, tickets: int) -> TicketState:
         """Generate the state (deterministically from ``self.rng``), register routes."""
-        raise NotImplementedError
 
     @property
     def credentials(self) -> dict[str, str]:

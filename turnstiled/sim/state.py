@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 
-class TicketState:
+class TicketState(ABC):
     """An emulator's tickets: the vendor's key, zone and cancel semantics on top."""
 
     key_field: ClassVar[str] = "id"  # the vendor's name of the ticket key
@@ -30,31 +31,33 @@ class TicketState:
         self._last_change = now
 
     # -- for subclasses ----------------------------------------------------
+    @abstractmethod
     def rows(self) -> Iterable[dict[str, Any]]:
         """Every ticket (the internal rows), in a stable order."""
-        raise NotImplementedError
 
+    @abstractmethod
     def row(self, key: Any) -> dict[str, Any]:
         """The internal row of *key*; KeyError if there is none."""
-        raise NotImplementedError
 
     def public(self, row: dict[str, Any]) -> dict[str, Any]:
         """*row* as the vendor's API shows it (a copy)."""
         return {k: v for k, v in row.items() if not k.startswith("_")}
 
+    @abstractmethod
     def create(self, n: int, **options: Any) -> list[dict[str, Any]]:
         """Make *n* new tickets now (under the lock); returns their rows."""
-        raise NotImplementedError
 
     def apply(self, row: dict[str, Any], changes: dict[str, Any], stamp: float) -> None:
         """Apply *changes* to *row* and set its modification time to *stamp*."""
         row.update(changes)
 
+    @abstractmethod
     def cancel_changes(self, row: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+        """The changes that cancel *row* in this vendor's terms."""
 
+    @abstractmethod
     def zone_changes(self, row: dict[str, Any], zone: Any) -> dict[str, Any]:
-        raise NotImplementedError
+        """The changes that move *row* to *zone* in this vendor's terms."""
 
     def extra_admin(self, action: str, key: Any, body: dict[str, Any]) -> Any:
         raise ValueError(f"action must be list, get, add, cancel, rezone or update, "
