@@ -23,16 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from turnstiled.backends.base import (
-    AuthError,
-    Backend,
-    BackendError,
-    Rejected,
-    UpgradeRequired,
-    UploadScan,
-)
+from turnstiled.backends.base import Backend, BackendError, Rejected, UploadScan
 from turnstiled.journal import Journal
-from turnstiled.sync import ALARM_RETRY_S, BACKOFF_BASE_S, BACKOFF_MAX_S, backoff
+from turnstiled.retry import BACKOFF_BASE_S, BACKOFF_MAX_S, Retry
 from turnstiled.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -40,15 +33,11 @@ logger = logging.getLogger(__name__)
 IDLE_POLL_S = 1.0
 
 
-@dataclass
-class DrainState:
-    """Per backend: when to try next and what is wrong."""
+@dataclass(kw_only=True)
+class DrainState(Retry):
+    """Per backend: when to try next, what is wrong, how much went up."""
 
     backend: Backend
-    next_due: float = 0.0
-    failures: int = 0
-    alarm: str | None = None
-    last_error: str | None = None
     sent: int = 0
 
 
@@ -69,7 +58,8 @@ class Drainer(Worker):
                  on_progress: Callable[[], None] | None = None) -> None:
         super().__init__(on_progress)
         self.journal_path = Path(journal_path)
-        self.states = {b.name: DrainState(b) for b in backends if b.capabilities.scan_upload}
+        self.states = {b.name: DrainState(backend=b) for b in backends
+                       if b.capabilities.scan_upload}
         self.batch = batch
         self.batch_delay_s = batch_delay_s
         self.retry = retry
@@ -114,12 +104,9 @@ class Drainer(Worker):
             self._send(st, rows, settled)
         except BackendError as exc:
             journal.release([r["id"] for r in rows if r["id"] not in settled], str(exc))
-            self._failed(st, exc)
+            st.failed(exc, f"upload to {name}", base=self.retry[0], ceiling=self.retry[1])
             return len(settled)
-        if st.failures:
-            logger.info("drain %s: uploading again", name)
-        st.failures, st.alarm, st.last_error = 0, None, None
-        st.next_due = time.time()
+        st.succeeded(f"upload to {name}", 0.0)
         st.sent += len(settled)
         return len(settled)
 
@@ -148,24 +135,6 @@ class Drainer(Worker):
         unanswered = [r["id"] for r in rows if r["id"] not in settled]
         if unanswered:
             journal.release(unanswered, "no answer for this scan in the cloud's reply")
-
-    def _failed(self, st: DrainState, exc: BackendError) -> None:
-        st.failures += 1
-        st.last_error = str(exc)
-        name = st.backend.name
-        if isinstance(exc, AuthError | UpgradeRequired):
-            alarm = "auth_refused" if isinstance(exc, AuthError) else "upgrade_required"
-            if st.alarm != alarm:
-                logger.error("drain %s stopped: %s", name, exc)
-            st.alarm = alarm
-            st.next_due = time.time() + ALARM_RETRY_S
-            return
-        st.next_due = time.time() + backoff(st.failures, exc.retry_after, base=self.retry[0],
-                                            ceiling=self.retry[1])
-        if st.failures == 1:
-            logger.warning("drain %s: upload failed, will retry: %s", name, exc)
-        else:
-            logger.debug("drain %s: upload failed again", name, exc_info=exc)
 
     def run_once(self) -> int:
         now = time.time()
