@@ -100,6 +100,7 @@ def ce_backend(e, **kw):
 
 def test_chapterevents_online_verdicts(ce, tmp_path):
     b = ce_backend(ce)
+    assert [e["id"] for e in b.events()] == [1, 2]  # commissioning: which shows exist
     checker = OnlineChecker([b])
     paid = [t["external_id"] for t in ce.tickets.values() if t["status"] == "PAID"]
     unpaid = next(t["external_id"] for t in ce.tickets.values() if t["status"] != "PAID")

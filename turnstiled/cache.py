@@ -136,13 +136,6 @@ class Cache:
                 n += len(chunk)
         return n
 
-    def delete(self, source: str, barcodes: Iterable[str]) -> None:
-        with self.conn:
-            self.conn.executemany(
-                "DELETE FROM tickets WHERE source = ? AND barcode = ?",
-                ((source, b) for b in barcodes),
-            )
-
     def _write(self, rows: Iterator[tuple[Any, ...]], *, batch: int) -> int:
         n = 0
         for chunk in _chunks(rows, batch):
