@@ -78,18 +78,18 @@ class ScanPipeline:
         self.uploaders = uploaders or {}
         self.journal_alarm: str | None = None
 
-    def evaluate(self, raw: bytes, direction: str = "in", now: float | None = None,
-                 consume: bool = False) -> Evaluation:
-        """Decide *raw* as a scan would, without journaling or moving anything.
+    def evaluate(self, raw: bytes, direction: str = "in",
+                 now: float | None = None) -> Evaluation:
+        """Decide *raw* as a scan would, without journaling, moving or using anything.
 
-        *consume* lets an online-only cloud record the use (the scan path);
-        ``turnstilectl lookup`` leaves it False.
+        An online-only cloud is asked without using the ticket
+        (``turnstilectl lookup``); the scan path asks with ``consume``.
         """
         now = self.clock() if now is None else now
         norm = normalise(raw, self.cfg.gate.max_barcode_length)
         if norm.text is None:
             return Evaluation(printable(raw), direction, rules.unreadable(), None, Usage())
-        return self._decide(norm.text, direction, now, consume)
+        return self._decide(norm.text, direction, now, consume=False)
 
     def _decide(self, text: str, direction: str, now: float, consume: bool) -> Evaluation:
         ticket = self.cache.lookup(text)
