@@ -12,6 +12,7 @@ command -v gcc >/dev/null || need_apt+=(gcc)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 pkg-config --exists libsystemd 2>/dev/null || need_apt+=(libsystemd-dev)
 [ -f /usr/include/linux/input.h ] || need_apt+=(linux-libc-dev)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)  # tests/test_unit.py
 python3 -c 'import sysconfig,os,sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"],"Python.h")))' 2>/dev/null || need_apt+=(python3-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "turnstiled: installing system packages: ${need_apt[*]}" >&2

@@ -12,17 +12,23 @@ import os
 import tomllib
 import types
 import typing
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from turnstiled.errors import ConfigError
+from turnstiled.errors import ConfigError, SettingError
 from turnstiled.secret import Secret
 
 DEFAULT_PATH = "/etc/turnstiled/turnstiled.toml"
 ENV_VAR = "TURNSTILED_CONFIG"
 
 Direction = Literal["in", "out"]
+
+# BCM numbers of the GPIOs on a Raspberry Pi's 40-pin header (every model
+# since the B+); gpiozero would accept others only to fail when claiming them.
+BOARD_PINS = range(28)
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,19 @@ class HardwareSettings:
     fire_alarm_active_high: bool = False
     fire_alarm_pull: bool = True
 
+    def __post_init__(self) -> None:
+        pins = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name.endswith("_pin") and getattr(self, f.name) is not None}
+        for key, pin in pins.items():
+            if pin not in BOARD_PINS:
+                raise SettingError(key, f"GPIO {pin} is not on the board "
+                                   f"(BCM {BOARD_PINS[0]}-{BOARD_PINS[-1]})")
+        for pin, n in Counter(pins.values()).items():
+            if n > 1:
+                keys = [k for k, p in pins.items() if p == pin]
+                raise SettingError(keys[-1], f"GPIO {pin} is already used by "
+                                   f"{', '.join(keys[:-1])}")
+
 
 @dataclass(frozen=True)
 class ScannerSettings:
@@ -79,6 +98,12 @@ class ScannerSettings:
     device: str = ""
     layout: Literal["us", "uk", "de", "fr"] = "us"
     grab: bool = True
+
+    def __post_init__(self) -> None:
+        if self.baudrate <= 0:
+            raise SettingError("baudrate", "must be a positive number of bits per second")
+        if self.idle_gap_s <= 0:
+            raise SettingError("idle_gap_s", "must be more than 0 seconds")
 
 
 @dataclass(frozen=True)
@@ -106,6 +131,11 @@ class JournalSettings:
     upload_batch_delay_s: float = 1.0
     upload_retry_min_s: float = 2.0
     upload_retry_max_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.upload_retry_min_s > self.upload_retry_max_s:
+            raise SettingError("upload_retry_min_s", f"{self.upload_retry_min_s:g} is above "
+                               f"upload_retry_max_s ({self.upload_retry_max_s:g})")
 
 
 @dataclass(frozen=True)
@@ -146,14 +176,28 @@ def load(path: str | None = None) -> Config:
     path = config_path(path)
     try:
         with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
+            data = fh.read()
     except FileNotFoundError:
         raise ConfigError(path, None, "file not found") from None
     except OSError as exc:
         raise ConfigError(path, None, f"cannot read: {exc.strerror}") from None
+    return from_dict(_parse(data, path), path)
+
+
+def _parse(data: bytes, path: str) -> dict[str, Any]:
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise ConfigError(path, None, "starts with a byte-order mark (BOM): "
+                          "save it as UTF-8 without BOM")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(path, None, f"not UTF-8 (byte {data[exc.start]:#04x} on line {line}): "
+                          "save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, None, f"not valid TOML: {exc}") from None
-    return from_dict(raw, path)
 
 
 def from_dict(raw: dict[str, Any], path: str = "<dict>") -> Config:
@@ -216,7 +260,15 @@ def _build(cls: type, table: Any, prefix: str, path: str) -> Any:
     for key, value in values.items():
         if isinstance(value, float | int) and not isinstance(value, bool) and value < 0:
             raise ConfigError(path, f"{prefix}.{key}", "must not be negative")
-    return cls(**values)
+        if key.endswith("base_url") and isinstance(value, str):
+            url = urlsplit(value)
+            if url.scheme not in ("http", "https") or not url.netloc:
+                raise ConfigError(path, f"{prefix}.{key}",
+                                  f"expected an http:// or https:// URL, got {value!r}")
+    try:
+        return cls(**values)
+    except SettingError as exc:
+        raise ConfigError(path, f"{prefix}.{exc.key}", exc.message) from None
 
 
 def _describe(value: Any) -> str:

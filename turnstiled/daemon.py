@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from gpiozero.pins import Factory
 
 from turnstiled import config as config_mod
-from turnstiled import logs, sdnotify
+from turnstiled import logs, preflight, sdnotify
 from turnstiled.backends import make_backends
 from turnstiled.cache import Cache
 from turnstiled.cloud import CloudProcess
@@ -112,8 +112,8 @@ class Daemon:
         for s in self.scanners:
             s.start()
         self.control.start()
-        if not self.scanners:
-            logger.warning("no [[scanner]] configured: this gate can only be opened by hand")
+        for line in preflight.warnings(self.cfg):
+            logger.warning("%s", line)
         logger.info("gate %s ready with %d scanner(s)", self.cfg.gate.id, len(self.scanners))
 
     def wait_scanners(self, timeout: float = 3.0) -> bool:
@@ -272,19 +272,30 @@ def run(cfg: Config, pin_factory: Factory | None = None) -> int:
     return 0
 
 
+def refuse(message: str) -> int:
+    """Stop start-up: one line on stderr (the journal under systemd), exit 78."""
+    print(f"turnstiled: {message}", file=sys.stderr)
+    sdnotify.notify(f"STATUS=refused to start: {message}")
+    return EX_CONFIG
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="turnstiled", description="ticket turnstile daemon")
     parser.add_argument("--config", help=f"TOML file (default ${config_mod.ENV_VAR} "
                         f"or {config_mod.DEFAULT_PATH})")
     parser.add_argument("--check", action="store_true",
-                        help="validate the configuration and exit")
+                        help="refuse (exit 78, one line) what the daemon would refuse, and exit")
     args = parser.parse_args(argv)
     try:
         cfg = config_mod.load(args.config)
     except ConfigError as exc:
-        print(f"turnstiled: {exc}", file=sys.stderr)
-        return EX_CONFIG
+        return refuse(str(exc))
+    found = preflight.problems(cfg)
+    if found:
+        return refuse(found[0])
     if args.check:
+        for line in preflight.warnings(cfg):
+            print(f"turnstiled: warning: {line}", file=sys.stderr)
         print(f"turnstiled: {cfg.path}: configuration OK")
         return 0
     logs.setup(cfg.log)

@@ -22,6 +22,15 @@ class ConfigError(TurnstileError, ValueError):
         super().__init__(f"config error in {path}: {where}{message}")
 
 
+class SettingError(TurnstileError, ValueError):
+    """A settings table's values contradict each other or have the wrong shape."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")
+
+
 class ImportFileError(TurnstileError, ValueError):
     """A guest-list file could not be imported; nothing of it was imported."""
 

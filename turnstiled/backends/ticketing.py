@@ -29,6 +29,7 @@ from turnstiled.backends.base import (
     UploadScan,
 )
 from turnstiled.backends.http import Http
+from turnstiled.errors import SettingError
 from turnstiled.rules import Ticket
 from turnstiled.secret import Secret
 from turnstiled.timeutil import iso, parse_iso
@@ -52,6 +53,11 @@ class TicketingSettings:
     timeout_s: float = 10.0
     upload_batch: int = 100
 
+    def __post_init__(self) -> None:
+        if not CODE.match(self.admission_code.reveal()):
+            raise SettingError("admission_code", "expected the token code's 8 characters, "
+                               "0-9 and A-Z")
+
 
 def _section(entry: dict[str, Any]) -> tuple[str, str]:
     sec = entry.get("section")
@@ -67,8 +73,6 @@ class TicketingBackend(Backend):
     capabilities = Capabilities(full_sync=True, delta_sync=True, scan_upload=True)
 
     def __init__(self, settings: TicketingSettings) -> None:
-        if not CODE.match(settings.admission_code.reveal()):
-            raise ValueError("sources.ticketing.admission_code: 8 characters, 0-9 and A-Z")
         self.settings = settings
         self.http = Http(settings.base_url,
                          headers={"X-Client-Version": settings.client_version},
