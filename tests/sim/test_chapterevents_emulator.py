@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -91,7 +92,7 @@ def test_seeded_tickets(start):
     statuses = {t["status"] for t in tickets}
     assert statuses == {"PAID", "RESERVED", "FAILED_EXPIRED_RESERVATION", "FAILED_ADMIN",
                         "FAILED_OUT_OF_IDS"}
-    assert {t["chapter_event"] for t in tickets} == {1, 2}
+    assert {t["chapter_event"] for t in tickets} == {"Fysikalen Dag 1", "Fysikalen Dag 2"}
     assert {t["times_used"] for t in tickets} == {0}
     extended = start("chapterevents", tickets=400, seed=3, extended_statuses=True)
     assert {"FORM_SUBMITTED", "CONFIRMED"} <= {t["status"] for t in extended.state.tickets}
@@ -103,7 +104,10 @@ def test_the_event_list_shows_shows_still_on_sale(emu):
     shows = body["chapter_events"]
     assert [s["id"] for s in shows] == [1, 2]  # the third show's sales stopped long ago
     assert set(shows[0]) == {"id", "title", "description", "event_at", "max_tickets_per_payment",
-                             "sales_stop_at", "ticket_types"}
+                             "sales_stop_at", "ticket_types", "tickets_left"}
+    alive = sum(1 for t in emu.state.tickets if t["chapter_event"] == shows[0]["title"]
+                and t["status"] in ("PAID", "RESERVED"))
+    assert shows[0]["tickets_left"] == 400 - alive
     assert shows[0]["sales_stop_at"] < shows[0]["event_at"]
     assert [t["id"] for t in body["ticket_types"]] == [1, 2]
     assert body["ticket_types"][0]["price"] == "199.99"
@@ -144,7 +148,7 @@ def test_state_changes_show_at_the_next_validation(emu, admin):
     emu.state.rezone(ext, 2)
     emu.state.cancel(ext)
     got = validate(emu, external_id=ext, password=pw, use_ticket=False).json()
-    assert (got["status"], got["chapter_event"]) == ("FAILED_ADMIN", 2)
+    assert (got["status"], got["chapter_event"]) == ("FAILED_ADMIN", "Fysikalen Dag 2")
     other = next(t["external_id"] for t in emu.state.tickets
                  if t["status"] == "PAID" and t["external_id"] != ext)
     used = admin(emu, "POST", "tickets", json={"action": "use", "external_id": other})
@@ -153,7 +157,92 @@ def test_state_changes_show_at_the_next_validation(emu, admin):
         "times_used"] == 1
     new = admin(emu, "POST", "tickets", json={"action": "add", "count": 1,
                                               "chapter_event": 2}).json()[0]
-    assert (new["status"], new["chapter_event"], new["times_used"]) == ("PAID", 2, 0)
+    assert (new["status"], new["chapter_event"], new["times_used"]) == (
+        "PAID", "Fysikalen Dag 2", 0)
     with pytest.raises(ValueError, match="chapter event"):
         emu.state.rezone(ext, 7)
     assert isinstance(emu, ChapterEventsEmulator)
+
+
+# -- the real server's quirks (Django routing, Django REST parsing) ------------
+def test_chapter_event_is_the_title_not_the_id(emu):
+    ext, pw = paid(emu), emu.credentials["password"]
+    got = validate(emu, external_id=ext, password=pw, use_ticket=False).json()
+    assert got["chapter_event"] in ("Fysikalen Dag 1", "Fysikalen Dag 2")
+    assert emu.tickets[ext]["chapter_event"] in (1, 2)  # kept as the id inside
+
+
+def test_unknown_path_is_an_html_page_and_a_missing_slash_a_redirect(emu):
+    r = HTTP.put(f"{emu.base_url}/no_such_route/", json={})
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert b"<h1>Not Found</h1>" in r.content
+    r = HTTP.put(f"{emu.base_url}/validate_ticket", json={})
+    assert r.status_code == 301 and r.headers["location"] == "/validate_ticket/"
+    assert r.content == b""
+    r = HTTP.get(f"{emu.base_url}/get_chapterevents?format=json")
+    assert (r.status_code, r.headers["location"]) == (301, "/get_chapterevents/?format=json")
+    assert not emu.records.all("validation")  # nothing reached the view
+
+
+def test_wrong_method_is_405_with_allow(emu):
+    r = HTTP.get(f"{emu.base_url}/validate_ticket/")
+    assert (r.status_code, r.headers["allow"]) == (405, "PUT, OPTIONS")
+    assert r.json() == {"detail": 'Method "GET" not allowed.'}
+    r = HTTP.post(f"{emu.base_url}/get_chapterevents/")
+    assert (r.status_code, r.headers["allow"]) == (405, "GET, HEAD, OPTIONS")
+
+
+def test_whitespace_around_id_and_password_is_trimmed(emu):
+    ext, pw = paid(emu), emu.credentials["password"]
+    got = validate(emu, external_id=f"  {ext}\n", password=f" {pw} ", use_ticket=False)
+    assert got.status_code == 200 and got.json()["external_id"] == ext
+    assert validate(emu, external_id=ext.lower(), password=pw,
+                    use_ticket=False).status_code == 404  # exact and case-sensitive
+    assert validate(emu, external_id="   ", password=pw, use_ticket=False).json() == \
+        "InvalidRequestData"
+
+
+def test_a_form_without_use_ticket_counts_as_false_json_does_not(emu):
+    ext, pw = paid(emu), emu.credentials["password"]
+    r = HTTP.put(f"{emu.base_url}/validate_ticket/", data={"external_id": ext, "password": pw})
+    assert r.status_code == 200 and r.json()["times_used"] == 0
+    assert emu.state.get(ext)["times_used"] == 0  # nothing used
+    r = validate(emu, external_id=ext, password=pw)
+    assert (r.status_code, r.json()) == (400, "InvalidRequestData")
+
+
+def test_other_content_types_get_415_and_bad_json_a_parse_error(emu):
+    ext, pw = paid(emu), emu.credentials["password"]
+    body = f'{{"external_id": "{ext}", "password": "{pw}", "use_ticket": false}}'
+    r = HTTP.put(f"{emu.base_url}/validate_ticket/", content=body,
+                 headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415
+    assert r.json() == {"detail": 'Unsupported media type "text/plain" in request.'}
+    r = HTTP.put(f"{emu.base_url}/validate_ticket/", content=body[:-3],
+                 headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["detail"].startswith("JSON parse error - ")
+    assert not emu.records.all("validation")
+
+
+def test_use_counts_whatever_the_payment_status(emu):
+    unpaid = next(t["external_id"] for t in emu.state.tickets if t["status"] == "RESERVED")
+    pw = emu.credentials["password"]
+    assert validate(emu, external_id=unpaid, password=pw, use_ticket=True).json()[
+        "times_used"] == 0
+    assert emu.state.get(unpaid)["times_used"] == 1
+
+
+def test_the_nonatomic_increment_lets_parallel_uses_all_read_zero(start):
+    emu = start("chapterevents", tickets=5, seed=4, nonatomic_use_s=0.5)
+    ext, pw = paid(emu), emu.credentials["password"]
+    body = {"external_id": ext, "password": pw, "use_ticket": True}
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda _: HTTP.put(f"{emu.base_url}/validate_ticket/",
+                                                   json=body, timeout=10).json(), range(3)))
+    reads = [a["times_used"] for a in answers]
+    final = emu.state.get(ext)["times_used"]
+    # Whatever the timing: the count saved last is one more than what its use read,
+    # and uses are lost exactly when two of them read the same count.
+    assert final - 1 in reads
+    assert (final == 3) == (len(set(reads)) == 3)
+    assert len(emu.records.all("validation", external_id=ext)) == 3

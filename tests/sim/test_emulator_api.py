@@ -28,7 +28,7 @@ VENDORS = {
                      lambda t: t["status_txt"] == "Cancelled"),
     "ticketing": ("serial", "VIP", lambda t: t["section"]["name"] == "VIP",
                   lambda t: t["status"] == "Void"),
-    "chapterevents": ("external_id", 2, lambda t: t["chapter_event"] == 2,
+    "chapterevents": ("external_id", 2, lambda t: t["chapter_event"] == "Fysikalen Dag 2",
                       lambda t: t["status"] == "FAILED_ADMIN"),
 }
 

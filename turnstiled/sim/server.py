@@ -47,10 +47,11 @@ logger = logging.getLogger(__name__)
 
 HTML = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>"
         b"<h1>Bad Gateway</h1><p>The upstream server is not responding.</p></body></html>")
-REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized",
-           403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-           412: "Precondition Failed", 429: "Too Many Requests",
-           500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+REASONS = {200: "OK", 201: "Created", 301: "Moved Permanently", 400: "Bad Request",
+           401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+           412: "Precondition Failed", 415: "Unsupported Media Type",
+           429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
+           503: "Service Unavailable"}
 WRONG = "wrong-credential"
 FILLER = json.dumps({"data": [{"id": "x" * 24, "name": "y" * 40}] * 40}).encode()
 
@@ -120,6 +121,11 @@ class Emulator(ABC):
     def not_found(self, req: Request) -> tuple[int, Any, dict[str, str]]:
         return 404, {"message": f"The requested endpoint {req.path} does not exist on this "
                                 "server."}, {}
+
+    def method_not_allowed(self, req: Request, methods: list[str]
+                           ) -> tuple[int, Any, dict[str, str]]:
+        """A known path asked with another method: 405 with ``Allow``."""
+        return 405, self.error_body(405), {"Allow": ", ".join(methods)}
 
     def spoil_credentials(self, req: Request) -> None:
         """Make *req*'s credentials wrong (the ``auth`` fault)."""
@@ -283,12 +289,12 @@ class Emulator(ABC):
         return status, data, headers
 
     def _route(self, req: Request) -> tuple[int, Any, dict[str, str]]:
-        known_path = False
+        methods: list[str] = []  # of the routes whose path matches
         for method, regex, fn in self.routes:
             m = regex.match(req.path)
             if not m:
                 continue
-            known_path = True
+            methods.append(method)
             if method != req.method:
                 continue
             req.params = {k: unquote(v) for k, v in m.groupdict().items()}
@@ -296,8 +302,8 @@ class Emulator(ABC):
             if isinstance(result, tuple):
                 return result if len(result) == 3 else (result[0], result[1], {})
             return 200, result, {}
-        if known_path:
-            return 405, self.error_body(405), {}
+        if methods:
+            return self.method_not_allowed(req, methods)
         return self.not_found(req)
 
     def _misbehave(self, h: BaseHTTPRequestHandler, f: Fault,
@@ -333,11 +339,16 @@ class Emulator(ABC):
     def _write(self, h: BaseHTTPRequestHandler, status: int, data: bytes,
                headers: dict[str, str] | None = None, *, ctype: str = "application/json",
                body: bytes | None = None) -> None:
-        """Status line, headers and body in one write (*body*: send only this part)."""
+        """Status line, headers and body in one write (*body*: send only this part).
+
+        A ``Content-Type`` in *headers* replaces *ctype*.
+        """
+        extra = dict(headers or {})
+        ctype = extra.pop("Content-Type", ctype)
         head = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}",
                 f"Server: {h.server_version}", f"Date: {formatdate(usegmt=True)}",
                 f"Content-Type: {ctype}", f"Content-Length: {len(data)}"]
-        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        head += [f"{k}: {v}" for k, v in extra.items()]
         if h.close_connection:
             head.append("Connection: close")
         h.log_request(status, len(data))
