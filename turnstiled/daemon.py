@@ -208,6 +208,7 @@ class Daemon:
                           "last_error": s.last_error} for s in self.scanners],
             "stale_loops": self.stale_loops(),
             "alarms": self.alarms(),
+            "online": self.online.status(),
             "queue": self.queue.qsize(),
         }
 
@@ -221,6 +222,7 @@ class Daemon:
     def alarms(self) -> dict[str, str]:
         """Everything a technician must look at now."""
         out = self.cloud.alarms() if self.cloud is not None else {}
+        out.update(self.online.alarms())
         if self.pipeline.journal_alarm:
             out["journal"] = self.pipeline.journal_alarm
         if self.gate.fire_alarm:

@@ -43,7 +43,8 @@ class DrainState(Retry):
 
 def to_upload(row: dict[str, Any]) -> UploadScan:
     return UploadScan(row["nonce"], row["barcode"], row["at"], bool(row["granted"]),
-                      row["direction"], row["event"], row["ticket_id"], row["gate_id"])
+                      row["direction"], row["event"], row["ticket_id"], row["gate_id"],
+                      bool(row.get("resent")))
 
 
 class Drainer(Worker):

@@ -3,7 +3,14 @@
 Only backends that declare an online check (and have it switched on) are
 asked, in configuration order. Each call runs on a small worker pool and
 is abandoned at its deadline (default 800 ms), so a hanging cloud can
-delay a scan by at most that, never hang the gate.
+delay a scan by at most that, never hang the gate. An online check never
+changes anything upstream, so an abandoned one has changed nothing.
+
+"Offline" (no answer in time, transport trouble, 5xx, 429) lets a
+backend's offline policy answer. Any other failure (a refused password,
+a wrong URL, an answer that is not the API's) is an alarm: the scan is
+denied as ``source_error`` and no offline policy applies. Each backend's
+health (last answer, last error, alarm) is kept for ``turnstilectl status``.
 """
 
 from __future__ import annotations
@@ -12,10 +19,54 @@ import concurrent.futures as cf
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from turnstiled.backends.base import Backend, BackendError, OnlineAnswer
+from turnstiled import rules
+from turnstiled.backends.base import (
+    AuthError,
+    Backend,
+    BackendError,
+    OnlineAnswer,
+    TransientError,
+    UpgradeRequired,
+)
+from turnstiled.rules import Decision
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Health:
+    """How one online source has been doing (shown by ``turnstilectl status``)."""
+
+    last_answer_at: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    alarm: str | None = None  # auth_refused | upgrade_required | misconfigured
+    offline_since: float | None = None
+
+    def answered(self) -> None:
+        self.last_answer_at = time.time()
+        self.alarm = None
+        self.offline_since = None
+
+    def failed(self, error: str, alarm: str | None) -> None:
+        now = time.time()
+        self.last_error, self.last_error_at, self.alarm = error, now, alarm
+        if alarm is None and self.offline_since is None:
+            self.offline_since = now
+
+
+def alarm_of(exc: BackendError) -> str | None:
+    """The alarm a failure raises, or None when it is only "offline"."""
+    if isinstance(exc, TransientError):
+        return None
+    if isinstance(exc, AuthError):
+        return "auth_refused"
+    if isinstance(exc, UpgradeRequired):
+        return "upgrade_required"
+    return "misconfigured"
 
 
 class OnlineChecker:
@@ -23,37 +74,58 @@ class OnlineChecker:
 
     def __init__(self, backends: Iterable[Backend]) -> None:
         self.backends = [(b, d) for b in backends if (d := b.online_deadline()) is not None]
+        self.health = {b.name: Health() for b, _ in self.backends}
         self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="online")
         self._last_warning = 0.0
 
     def __bool__(self) -> bool:
         return bool(self.backends)
 
-    def check(self, barcode: str, consume: bool = True) -> OnlineAnswer | None:
-        """The first answer that names a ticket or a verdict, within each deadline.
+    def check(self, barcode: str) -> OnlineAnswer | None:
+        """The first answer that names a ticket, within each backend's deadline.
 
-        A backend that could not answer in time may still offer its offline
-        policy's answer (chapter-event ``admit-and-journal``).
+        A backend that is offline may offer its offline policy's answer
+        (chapter-event ``admit-and-journal``), used only when no backend
+        answered and none raised an alarm: an alarm denies.
         """
         offline: OnlineAnswer | None = None
+        error: OnlineAnswer | None = None
         for backend, deadline in self.backends:
-            future = self._pool.submit(backend.online_check, barcode, consume)
+            health = self.health[backend.name]
+            future = self._pool.submit(backend.online_check, barcode)
             try:
                 answer = future.result(timeout=deadline)
             except cf.TimeoutError:
                 future.cancel()
+                health.failed(f"no answer within {deadline * 1000:.0f} ms", None)
                 self._warn("%s online check gave no answer within %.0f ms", backend.name,
                            deadline * 1000)
                 offline = offline or backend.offline_answer(barcode)
                 continue
             except BackendError as exc:
-                self._warn("%s online check failed: %s", backend.name, exc)
-                offline = offline or backend.offline_answer(barcode)
+                alarm = alarm_of(exc)
+                health.failed(str(exc), alarm)
+                if alarm is None:
+                    self._warn("%s online check failed: %s", backend.name, exc)
+                    offline = offline or backend.offline_answer(barcode)
+                else:
+                    logger.error("%s online check: %s (%s): scan denied", backend.name, exc,
+                                 alarm)
+                    error = error or OnlineAnswer(None, Decision(
+                        False, rules.SOURCE_ERROR, f"{backend.name} {alarm}: {exc}"))
                 continue
-            if answer.ticket is not None or (answer.verdict is not None
-                                             and answer.verdict.reason != "unknown"):
+            health.answered()
+            if answer.ticket is not None:
                 return answer
-        return offline
+        return error or offline
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Each online source's health, for the control socket's ``status``."""
+        return {name: asdict(h) for name, h in self.health.items()}
+
+    def alarms(self) -> dict[str, str]:
+        return {f"online:{name}": f"{h.alarm}: {h.last_error}"
+                for name, h in self.health.items() if h.alarm}
 
     def _warn(self, msg: str, *args: object) -> None:
         # A cloud that is down would otherwise log once per scan.

@@ -13,10 +13,10 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from turnstiled import rules
-from turnstiled.backends.base import Backend
+from turnstiled.backends.base import Backend, OnlineAnswer
 from turnstiled.cache import Cache
 from turnstiled.config import Config
 from turnstiled.gate import Gate
@@ -46,7 +46,7 @@ class Evaluation:
     decision: Decision
     ticket: Ticket | None
     usage: Usage
-    consumed: bool = False  # an online cloud already recorded this admission
+    online: OnlineAnswer | None = None  # what an online source said, if it was asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,31 +82,37 @@ class ScanPipeline:
                  now: float | None = None) -> Evaluation:
         """Decide *raw* as a scan would, without journaling, moving or using anything.
 
-        An online-only cloud is asked without using the ticket
-        (``turnstilectl lookup``); the scan path asks with ``consume``.
+        ``turnstilectl lookup`` uses it; online clouds are asked exactly as
+        a scan asks them (never using a ticket: only the drain does that).
         """
         now = self.clock() if now is None else now
         norm = normalise(raw, self.cfg.gate.max_barcode_length)
         if norm.text is None:
             return Evaluation(printable(raw), direction, rules.unreadable(), None, Usage())
-        return self._decide(norm.text, direction, now, consume=False)
+        return self._decide(norm.text, direction, now)
 
-    def _decide(self, text: str, direction: str, now: float, consume: bool) -> Evaluation:
+    def _decide(self, text: str, direction: str, now: float) -> Evaluation:
         ticket = self.cache.lookup(text)
         answer = None
         if ticket is None and self.online:
-            answer = self.online.check(text, consume and direction == "in")
+            answer = self.online.check(text)
             if answer is not None:
                 ticket = answer.ticket
         usage = Usage()
         if ticket is not None and self.journal is not None:
             usage = self.journal.usage(ticket.source, ticket.barcode)
-        if answer is not None and answer.verdict is not None and direction == "in":
-            decision = answer.verdict  # the cloud judged (chapter-event)
+        if answer is not None and answer.verdict is not None:
+            decision = answer.verdict  # the source failed in a way that is an alarm
         else:
+            if (ticket is not None and answer is not None and answer.times_used
+                    and ticket.status == "valid" and not usage.entries):
+                # Uses upstream that this venue's journal did not make: someone
+                # else got in on this code first.
+                ticket = replace(ticket, status="used")
             decision = rules.decide(ticket, usage, self.settings, now, direction)
-        return Evaluation(text, direction, decision, ticket, usage,
-                          answer is not None and answer.consumed)
+            if answer is not None and answer.note:
+                decision = replace(decision, detail=f"{decision.detail} ({answer.note})")
+        return Evaluation(text, direction, decision, ticket, usage, answer)
 
     def handle(self, raw: bytes, scanner: str, direction: str,
                t_read: float | None = None) -> Outcome | None:
@@ -118,17 +124,16 @@ class ScanPipeline:
         if norm.text is None:
             ev = Evaluation(printable(raw), direction, rules.unreadable(), None, Usage())
         elif self.debouncer.seen(f"{scanner}\x00{norm.text}", mono):
-            return None  # before any lookup: a repeat must not use a ticket upstream
+            return None  # before any lookup: a repeat must not ask a cloud again
         else:
-            ev = self._decide(norm.text, direction, now, consume=True)
+            ev = self._decide(norm.text, direction, now)
         t = ev.ticket
         new_usage = rules.apply(ev.usage, ev.decision, direction, now)
         source = t.source if t is not None else None
         uploader = self.uploaders.get(source or "")
-        if ev.consumed:
-            upload = "confirmed"
-        elif uploader is not None and uploader.uploads(ev.decision.granted, direction):
-            upload = "pending"
+        if uploader is not None and uploader.uploads(ev.decision.granted, direction) and not (
+                uploader.capabilities.first_entry_only and ev.usage.entries):
+            upload = "pending"  # the drain registers it upstream, from the journal
         else:
             upload = "local"
         try:

@@ -2,7 +2,8 @@
 
 Shared by the syncer and the drain: exponential backoff with jitter that
 honours Retry-After for trouble that may pass, a slow retry plus an
-alarm for refused credentials or "client upgrade required", and logging
+alarm for refused credentials, "client upgrade required" or an answer no
+working set-up gives (wrong URL), and logging
 once per outage (a warning when it starts, an info line when it ends).
 """
 
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from turnstiled.backends.base import AuthError, BackendError, UpgradeRequired
+from turnstiled.backends.base import AuthError, BackendError, Misconfigured, UpgradeRequired
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class Retry:
 
     next_due: float = 0.0
     failures: int = 0
-    alarm: str | None = None  # "auth_refused" | "upgrade_required" while it lasts
+    alarm: str | None = None  # "auth_refused" | "upgrade_required" | "misconfigured"
     last_error: str | None = None
 
     def failed(self, exc: BackendError, what: str, *, base: float = BACKOFF_BASE_S,
@@ -53,8 +54,9 @@ class Retry:
         """Record *exc*, schedule the next try; returns the state to show."""
         self.failures += 1
         self.last_error = str(exc)
-        if isinstance(exc, AuthError | UpgradeRequired):
-            state = "auth_refused" if isinstance(exc, AuthError) else "upgrade_required"
+        if isinstance(exc, AuthError | UpgradeRequired | Misconfigured):
+            state = ("auth_refused" if isinstance(exc, AuthError) else "misconfigured"
+                     if isinstance(exc, Misconfigured) else "upgrade_required")
             if self.alarm != state:
                 logger.error("%s stopped: %s", what, exc)
             self.alarm = state

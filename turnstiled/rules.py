@@ -24,10 +24,11 @@ EXPIRED = "expired"
 ALREADY_USED = "already_used"
 ALREADY_INSIDE = "already_inside"
 REENTRY_NOT_ALLOWED = "reentry_not_allowed"
+SOURCE_ERROR = "source_error"  # an online source refused us or is misconfigured: an alarm
 
 DENY_REASONS = (
     UNKNOWN, UNREADABLE, INVALID, CANCELLED, WRONG_EVENT, WRONG_ZONE,
-    NOT_YET_VALID, EXPIRED, ALREADY_USED, ALREADY_INSIDE, REENTRY_NOT_ALLOWED,
+    NOT_YET_VALID, EXPIRED, ALREADY_USED, ALREADY_INSIDE, REENTRY_NOT_ALLOWED, SOURCE_ERROR,
 )
 
 STATUSES = ("valid", "invalid", "cancelled", "used")

@@ -14,6 +14,7 @@ from turnstiled.backends.base import (
     Backend,
     BackendError,
     Capabilities,
+    Misconfigured,
     OnlineAnswer,
     Rejected,
     TransientError,
@@ -38,7 +39,7 @@ def make_backends(sources: dict[str, Any]) -> list[Backend]:
 
 
 __all__ = [
-    "REGISTRY", "AuthError", "Backend", "BackendError", "Capabilities", "OnlineAnswer",
-    "Rejected", "TransientError", "UpgradeRequired", "UploadResult", "UploadScan",
+    "REGISTRY", "AuthError", "Backend", "BackendError", "Capabilities", "Misconfigured",
+    "OnlineAnswer", "Rejected", "TransientError", "UpgradeRequired", "UploadResult", "UploadScan",
     "make_backends",
 ]

@@ -42,6 +42,10 @@ class Rejected(BackendError):
     """The cloud refused this request for good (400/404): do not resend it."""
 
 
+class Misconfigured(BackendError):
+    """An answer no working set-up gives (wrong URL, HTML 404, a redirect): a technician acts."""
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a backend can do; sync and the drain only call what is declared."""
@@ -50,6 +54,9 @@ class Capabilities:
     delta_sync: bool = False
     online_check: bool = False
     scan_upload: bool = False
+    # The cloud counts a ticket's uses (chapter-event): only a ticket's first
+    # entry here is registered upstream; re-entries stay in the local journal.
+    first_entry_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,8 +65,8 @@ class OnlineAnswer:
 
     ticket: Ticket | None
     verdict: Decision | None = None  # None: the local rules decide on `ticket`
-    times_used: int | None = None
-    consumed: bool = False  # the cloud already recorded this use: nothing to upload
+    times_used: int | None = None  # uses the cloud counted (anyone's, ours included)
+    note: str = ""  # what the cloud said, for ``turnstilectl lookup``
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,7 @@ class UploadScan:
     event: str | None
     ticket_id: str | None
     gate_id: str
+    resent: bool = False  # sent before without a known answer (crash or lost reply)
 
 
 @dataclass
@@ -126,10 +134,11 @@ class Backend:
         """Tickets changed since *cursor* (None: since the last full sync started)."""
         raise BackendError(f"{self.name} has no delta sync")
 
-    def online_check(self, barcode: str, consume: bool = True) -> OnlineAnswer:
+    def online_check(self, barcode: str) -> OnlineAnswer:
         """Ask the cloud about one barcode (the caller enforces the hard deadline).
 
-        *consume* False asks without using the ticket (``turnstilectl lookup``).
+        Never changes anything upstream: a ticket is used only from the
+        journal (the drain), after the gate granted it.
         """
         raise BackendError(f"{self.name} has no online check")
 

@@ -1,38 +1,54 @@
-"""Chapter-event ticket API: online validation only, with an explicit offline policy.
+"""Chapter-event ticket API: check, let the gate decide, then use from the journal.
 
-There is no ticket list: a scan asks ``PUT /validate_ticket/`` with the
-shared validation password and ``use_ticket`` (true at the gate, false
-for ``turnstilectl lookup``). The server does not judge: the gate admits
-when ``status == "PAID"`` and ``times_used == 0`` (the count before this
-call). When the server cannot be reached, ``offline_policy`` decides:
-``deny`` (default), or ``admit-and-journal`` for codes that look like
-ticket ids; such admissions are registered when the network returns,
-and one found already used is recorded as a conflict.
+There is no ticket list. A scan of a code the cache does not know asks
+``PUT /validate_ticket/`` with ``use_ticket: false`` under the online
+deadline, which changes nothing upstream. The answer (payment status,
+``times_used`` by anyone, and the event's *title* as ``chapter_event``)
+becomes a ticket that the gate's own rules judge: ``PAID`` is valid,
+any other payment status invalid, a use we did not make "already used",
+and ``[gate] events`` are matched against the event title. Only a
+granted, journaled first entry is then registered with ``use_ticket:
+true``, by the drain (:meth:`ChapterEventsBackend.upload`); an earlier use
+found there is reported as a conflict (someone else got in on this code
+first).
+
+Errors are not "offline": a refused password (401/403), a 400, a
+redirect (a base URL without the trailing slash), an HTML or non-JSON
+page, or the route's own 404 raise an alarm and deny. Only transport
+failures, timeouts and 5xx/429 let ``offline_policy`` decide: ``deny``
+(default), or ``admit-and-journal`` for codes that look like ticket ids
+(six capital letters), counted against the journal's usage like any
+ticket and registered when the network returns.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from turnstiled import rules
 from turnstiled.backends.base import (
     Backend,
     BackendError,
     Capabilities,
+    Misconfigured,
     OnlineAnswer,
+    Rejected,
     TransientError,
     UploadResult,
     UploadScan,
 )
 from turnstiled.backends.http import Http
-from turnstiled.rules import Decision, Ticket
+from turnstiled.rules import Ticket
 from turnstiled.secret import Secret
+
+logger = logging.getLogger(__name__)
 
 NAME = "chapterevents"
 EXTERNAL_ID = re.compile(r"^[A-Z]{6}$")
+ROUTE = "validate_ticket/"
 
 
 @dataclass(frozen=True)
@@ -53,17 +69,20 @@ class ChapterEventsBackend(Backend):
     """One chapter-event server and its validation password."""
 
     name = NAME
-    capabilities = Capabilities(online_check=True, scan_upload=True)
+    capabilities = Capabilities(online_check=True, scan_upload=True, first_entry_only=True)
 
     def __init__(self, settings: ChapterEventsSettings) -> None:
         self.settings = settings
         self.http = Http(settings.base_url, timeout=settings.timeout_s, vendor=NAME)
+        # Uses sent whose answer never came (reset, timeout): if the ticket
+        # then shows a use, it is most likely ours, not a conflict.
+        self._unanswered: set[str] = set()
 
     def close(self) -> None:
         self.http.close()
 
     def uploads(self, granted: bool, direction: str) -> bool:
-        # Only offline admissions are uploaded; the pipeline marks online ones confirmed.
+        # Only admissions are registered upstream; an exit never uses a ticket.
         return granted and direction == "in"
 
     def events(self) -> list[dict[str, Any]]:
@@ -71,55 +90,101 @@ class ChapterEventsBackend(Backend):
         _, body = self.http.request("GET", "get_chapterevents/")
         return list(body.get("chapter_events") or []) if isinstance(body, dict) else []
 
-    def _validate(self, external_id: str, use: bool, timeout: float | None) -> tuple[int, Any]:
-        return self.http.request(
-            "PUT", "validate_ticket/",
-            json_body={"external_id": external_id, "password": self.settings.password.reveal(),
-                       "use_ticket": use},
-            timeout=timeout, allow=(404,))
+    def validate(self, code: str, use: bool, timeout: float | None = None
+                 ) -> dict[str, Any] | None:
+        """One ``PUT validate_ticket/``: the ticket as the server shows it, None if none.
 
-    def online_check(self, barcode: str, consume: bool = True) -> OnlineAnswer:
-        status, body = self._validate(barcode, consume, self.settings.online_deadline_s)
-        if status == 404 or not isinstance(body, dict):
-            return OnlineAnswer(None, Decision(False, rules.UNKNOWN, "no such ticket upstream"))
-        used = body.get("times_used")
-        paid = body.get("status")
-        if not isinstance(used, int):
-            raise TransientError("chapterevents validate_ticket: no times_used in answer")
-        ticket = Ticket(NAME, barcode, str(body.get("chapter_event") or self.settings.event),
-                        "valid" if paid == "PAID" else "invalid", ticket_id=barcode)
-        if paid != "PAID":
-            verdict = Decision(False, rules.INVALID, f"payment status {paid}")
-        elif used > 0:
-            verdict = Decision(False, rules.ALREADY_USED, f"used {used} time(s) upstream")
-        else:
-            verdict = Decision(True, rules.GRANTED, "validated online")
-        return OnlineAnswer(ticket, verdict, times_used=used, consumed=consume)
+        ``times_used`` in the answer is the count before this call.
+        Raises :class:`TransientError` only for what may pass by itself
+        (transport, timeout, 5xx, 429); every other surprise is
+        :class:`Misconfigured` or :class:`AuthError`.
+        """
+        what = f"{NAME} PUT {ROUTE}"
+        try:
+            status, body = self.http.request(
+                "PUT", ROUTE, timeout=timeout, allow=(404,),
+                json_body={"external_id": code, "password": self.settings.password.reveal(),
+                           "use_ticket": use})
+        except TransientError as exc:
+            if exc.status is None or exc.status >= 500 or exc.status == 429:
+                raise
+            raise Misconfigured(f"{exc} (is base_url right?)", status=exc.status) from None
+        except Rejected as exc:  # 400 InvalidRequestData: our request is not what it expects
+            raise Misconfigured(str(exc), status=exc.status) from None
+        if status == 404:
+            if isinstance(body, dict) and body.get("times_used") == -1:
+                return None  # the server's own "Ticket does not exist"
+            raise Misconfigured(f"{what}: HTTP 404 that is not the server's unknown-ticket "
+                                "answer (is base_url right?)", status=404)
+        if not (isinstance(body, dict) and type(body.get("times_used")) is int
+                and isinstance(body.get("status"), str)):
+            raise Misconfigured(f"{what}: answer without times_used and status", status=status)
+        return body
+
+    # -- scan path -------------------------------------------------------
+    def online_check(self, barcode: str) -> OnlineAnswer:
+        """Ask with ``use_ticket: false``: the ticket's state, nothing used."""
+        if not barcode.strip():
+            return OnlineAnswer(None, note="blank code: not asked")
+        body = self.validate(barcode, False, self.settings.online_deadline_s)
+        if body is None:
+            return OnlineAnswer(None, note=f"{NAME}: no such ticket upstream")
+        paid, used = body["status"], body["times_used"]
+        ticket = Ticket(NAME, barcode, str(body.get("chapter_event") or ""),
+                        "valid" if paid == "PAID" else paid, entries="reentry",
+                        ticket_id=barcode)
+        return OnlineAnswer(ticket, times_used=used,
+                            note=f"{NAME}: payment status {paid}, used {used} time(s) upstream")
 
     def offline_answer(self, barcode: str) -> OnlineAnswer | None:
         if self.settings.offline_policy != "admit-and-journal" or not EXTERNAL_ID.match(barcode):
             return None
-        ticket = Ticket(NAME, barcode, self.settings.event, "valid", ticket_id=barcode)
-        return OnlineAnswer(ticket, Decision(True, rules.GRANTED,
-                                             "offline: admitted, to be reconciled"))
+        ticket = Ticket(NAME, barcode, self.settings.event, "valid", entries="reentry",
+                        ticket_id=barcode)
+        return OnlineAnswer(ticket, note=f"{NAME} offline: admit-and-journal, "
+                                         "registered when the server answers again")
 
+    # -- drain -------------------------------------------------------------
     def upload(self, scans: Sequence[UploadScan]) -> UploadResult:
-        """Register offline admissions; a ticket already used upstream is a conflict."""
+        """Register each journaled admission: check, then use; earlier uses are conflicts."""
         result = UploadResult()
         for s in scans:
             try:
-                status, body = self._validate(s.barcode, True, None)
+                refused = self._register(s)
             except BackendError:
                 if result.confirmed or result.rejected:
                     return result  # keep what was registered; the rest goes back to pending
                 raise
-            if status == 404 or not isinstance(body, dict):
-                result.rejected[s.nonce] = "conflict: ticket does not exist upstream"
-            elif body.get("times_used", 0) > 0:
-                result.rejected[s.nonce] = (f"conflict: already used {body['times_used']} "
-                                            "time(s) upstream")
-            elif body.get("status") != "PAID":
-                result.rejected[s.nonce] = f"conflict: payment status {body.get('status')}"
-            else:
+            if refused is None:
                 result.confirmed.append(s.nonce)
+            else:
+                result.rejected[s.nonce] = refused
+                logger.warning("%s: admission %s not registered: %s", NAME, s.nonce[:8],
+                               refused)
         return result
+
+    def _register(self, s: UploadScan) -> str | None:
+        """None once *s* is registered upstream (now or by our own earlier try), else why not."""
+        ticket = self.validate(s.barcode, False)
+        if ticket is None:
+            return "conflict: no such ticket upstream"
+        paid, used = ticket["status"], ticket["times_used"]
+        if paid != "PAID":  # the payment status first: an unpaid ticket is not used up
+            return f"conflict: payment status {paid}, not registered (used {used} time(s))"
+        if used > 0:
+            if s.resent or s.nonce in self._unanswered:
+                self._unanswered.discard(s.nonce)
+                logger.info("%s: admission %s was sent before without an answer; the %d "
+                            "use(s) upstream include ours", NAME, s.nonce[:8], used)
+                return None
+            return (f"conflict: already used {used} time(s) upstream before this admission "
+                    "was registered (someone else got in on this code first)")
+        self._unanswered.add(s.nonce)
+        answer = self.validate(s.barcode, True)
+        self._unanswered.discard(s.nonce)
+        if answer is None:
+            return "conflict: ticket vanished upstream while being registered"
+        if answer["times_used"] > 0:
+            return (f"conflict: used {answer['times_used']} time(s) upstream just before ours "
+                    "was registered (someone else got in on this code first)")
+        return None

@@ -151,7 +151,7 @@ class VivenuBackend(Backend):
         return Delta(pages(), iso(now) or "")
 
     # -- scan path -------------------------------------------------------
-    def online_check(self, barcode: str, consume: bool = True) -> OnlineAnswer:
+    def online_check(self, barcode: str) -> OnlineAnswer:
         params = {"eventId": self.settings.events[0]} if len(self.settings.events) == 1 else None
         status, body = self.http.request(
             "GET", f"tickets/{quote(barcode, safe='')}", params=params,
