@@ -32,7 +32,7 @@ def test_shipped_config_loads():
 
 
 @pytest.mark.parametrize("schema", [GateSettings, HardwareSettings, PathSettings, LogSettings,
-                                    JournalSettings,
+                                    JournalSettings, config_mod.MeshSettings,
                                     *(schema for schema, _ in REGISTRY.values()),
                                     config_mod.ScannerSettings])
 def test_every_key_is_documented_in_the_shipped_file(schema):
@@ -51,6 +51,13 @@ def test_every_key_is_documented_in_the_shipped_file(schema):
     ("[[scanner]]\ntype = 'hid'\ndevice = '/dev/input/event0'\n", "scanner[0].name"),
     ("[bogus]\n", "bogus"),
     ("[sources.nowhere]\n", "sources.nowhere"),
+    ("[mesh]\nvenue = 'v'\n", "mesh.broker"),
+    ("[mesh]\nbroker = 'http://x'\nvenue = 'v'\n", "mesh.broker"),
+    ("[mesh]\nbroker = 'mqtt://x:1883'\nvenue = 'a/b'\n", "mesh.venue"),
+    ("[mesh]\nbroker = 'mqtt://x:1883'\nvenue = 'v'\non_partition = 'x'\n",
+     "mesh.on_partition"),
+    ("[gate]\nid = 'a+b'\n[mesh]\nbroker = 'mqtt://x:1883'\nvenue = 'v'\n", "gate.id"),
+    ("[gate]\nmax_occupancy = 10\n", "gate.max_occupancy"),
 ])
 def test_bad_key_is_named(tmp_path, toml, key):
     path = tmp_path / "t.toml"

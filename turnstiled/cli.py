@@ -13,8 +13,8 @@ import sys
 import time
 from typing import Any
 
+from turnstiled import cli_mesh, importer
 from turnstiled import config as config_mod
-from turnstiled import importer
 from turnstiled.cache import Cache
 from turnstiled.config import Config
 from turnstiled.control import request
@@ -116,14 +116,19 @@ def scan_json(row: dict[str, Any]) -> dict[str, Any]:
 def cmd_scans(cfg: Config, args: argparse.Namespace) -> int:
     _, journal = _open_readonly(cfg)
     rows = [] if journal is None else journal.recent(args.limit, barcode=args.barcode)
-    data = [scan_json(r) for r in rows]
+    conflicts = cli_mesh.conflicts_of(journal, [r["nonce"] for r in rows])
+    data = [{**scan_json(r), "conflict": None if r["nonce"] not in conflicts else {
+        "gate_id": conflicts[r["nonce"]]["gate_id"], "at": iso(conflicts[r["nonce"]]["at"])}}
+        for r in rows]
     lines = [f"{'ID':>7}  {'TIME (UTC)':<24} {'SCANNER':<10} DIR {'RESULT':<6} "
              f"{'REASON':<20} {'UPLOAD':<9} BARCODE"]
     for s in data:
         lines.append(f"{s['id']:>7}  {s['at']:<24} {s['scanner'][:10]:<10} {s['direction']:<3} "
                      f"{'GRANT' if s['granted'] else 'DENY':<6} {s['reason']:<20} "
                      f"{s['upload']:<9} {s['barcode']}"
-                     + (f"  [{s['upload_note']}]" if s["upload"] == "rejected" else ""))
+                     + (f"  [{s['upload_note']}]" if s["upload"] == "rejected" else "")
+                     + (f"  CONFLICT: also admitted at {s['conflict']['gate_id']} "
+                        f"{s['conflict']['at']}" if s["conflict"] else ""))
     _emit(args, data, "\n".join(lines) if data else "no scans journaled")
     return 0
 
@@ -151,6 +156,9 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
                     for src, b in backlog.items()},
         "alarms": (daemon or {}).get("alarms", {}),
     }
+    mesh_lines: list[str] = []
+    if cfg.mesh is not None:
+        data["mesh"], mesh_lines = cli_mesh.mesh_status(cfg, daemon, journal, now)
     lines = [f"gate {cfg.gate.id}  ({cfg.path})"]
     if daemon:
         g = daemon["gate"]
@@ -176,6 +184,7 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     for src, b in sorted(backlog.items()):
         lines.append(f"backlog  {src or '-':<14} {b['pending']:>9} to upload, oldest "
                      f"{age(b['oldest_at'], now)}")
+    lines += mesh_lines
     for db in (cache, journal):
         if db is not None:
             db.close()
@@ -236,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_scans)
     s = sub.add_parser("status", parents=[common], help="daemon, sources and journal at a glance")
     s.set_defaults(fn=cmd_status)
+    s = sub.add_parser("occupancy", parents=[common],
+                       help="people inside per zone, over every gate of the venue (mesh)")
+    s.set_defaults(fn=cli_mesh.cmd_occupancy)
+    s = sub.add_parser("fleet", parents=[common],
+                       help="every gate of the venue: online/offline, when last seen (mesh)")
+    s.set_defaults(fn=cli_mesh.cmd_fleet)
     s = sub.add_parser("sync", parents=[common], help="ask the daemon to sync every source now")
     s.add_argument("--full", action="store_true", help="a full sync, not a delta")
     s.set_defaults(fn=cmd_sync)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -42,6 +43,13 @@ class GateSettings:
     late_entry_s: float = 0.0
     debounce_s: float = 2.5
     max_barcode_length: int = 128
+    occupancy_zone: str = ""
+    max_occupancy: int = 0
+
+    @property
+    def zone(self) -> str:
+        """The zone whose occupancy this gate counts (``occupancy_zone``, else its first zone)."""
+        return self.occupancy_zone or (self.zones[0] if self.zones else "venue")
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,38 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class MeshSettings:
+    """The venue mesh: an MQTT broker shared by every gate of one venue."""
+
+    broker: str
+    venue: str
+    username: str = ""
+    password: Secret | None = None
+    ca_file: str = ""
+    on_partition: Literal["local", "deny-single-entry"] = "local"
+    partition_grace_s: float = 30.0
+    barcode_key: Secret | None = None
+    heartbeat_interval_s: float = 10.0
+    keepalive_s: int = 15
+    session_expiry_s: int = 7 * 86400
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    max_message_bytes: int = 2048
+
+    @property
+    def tls(self) -> bool:
+        return self.broker.startswith("mqtts://")
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        rest = self.broker.split("://", 1)[1].rstrip("/")
+        host, _, port = rest.rpartition(":")
+        if not host:
+            return rest, 8883 if self.tls else 1883
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one gate."""
 
@@ -158,6 +198,7 @@ class Config:
     journal: JournalSettings = field(default_factory=JournalSettings)
     scanner: tuple[ScannerSettings, ...] = ()
     sources: dict[str, Any] = field(default_factory=dict)
+    mesh: MeshSettings | None = None
 
 
 def source_schemas() -> dict[str, type]:
@@ -202,7 +243,7 @@ def _parse(data: bytes, path: str) -> dict[str, Any]:
 
 def from_dict(raw: dict[str, Any], path: str = "<dict>") -> Config:
     """Validate an already-parsed TOML document."""
-    known = {"gate", "hardware", "paths", "log", "journal", "scanner", "sources"}
+    known = {"gate", "hardware", "paths", "log", "journal", "scanner", "sources", "mesh"}
     for key in raw:
         if key not in known:
             raise ConfigError(path, key, f"unknown section (known: {', '.join(sorted(known))})")
@@ -231,6 +272,16 @@ def from_dict(raw: dict[str, Any], path: str = "<dict>") -> Config:
             known_src = ", ".join(sorted(schemas)) or "none"
             raise ConfigError(path, f"sources.{name}", f"unknown source (known: {known_src})")
         sources[name] = _build(schema, table, f"sources.{name}", path)
+    mesh = None
+    if raw.get("gate", {}).get("max_occupancy") and "mesh" not in raw:
+        raise ConfigError(path, "gate.max_occupancy", "needs [mesh]: occupancy is counted "
+                          "from the venue's shared events")
+    if "mesh" in raw:
+        mesh = _build(MeshSettings, raw["mesh"], "mesh", path)
+        _check_mesh(mesh, path)
+        if not _VENUE.match(str(raw.get("gate", {}).get("id", "gate-1"))):
+            raise ConfigError(path, "gate.id", "with [mesh]: 1-64 letters, digits, '.', '_' "
+                              "or '-' (it is part of the gate's MQTT topics)")
     return Config(
         path=path,
         gate=_build(GateSettings, raw.get("gate", {}), "gate", path),
@@ -240,7 +291,26 @@ def from_dict(raw: dict[str, Any], path: str = "<dict>") -> Config:
         journal=_build(JournalSettings, raw.get("journal", {}), "journal", path),
         scanner=scanners,
         sources=sources,
+        mesh=mesh,
     )
+
+
+_VENUE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _check_mesh(mesh: MeshSettings, path: str) -> None:
+    if not re.match(r"^mqtts?://[^/?#\s]+/?$", mesh.broker):
+        raise ConfigError(path, "mesh.broker", "expected mqtt://host:port or mqtts://host:port")
+    try:
+        mesh.host_port  # noqa: B018 (validates the port)
+    except ValueError:
+        raise ConfigError(path, "mesh.broker", "the port must be a number") from None
+    if not _VENUE.match(mesh.venue):
+        raise ConfigError(path, "mesh.venue", "1-64 letters, digits, '.', '_' or '-'")
+    if mesh.ca_file and not os.path.isfile(mesh.ca_file):
+        raise ConfigError(path, "mesh.ca_file", f"no such file: {mesh.ca_file}")
+    if mesh.reconnect_max_s < mesh.reconnect_min_s or mesh.reconnect_min_s < 1:
+        raise ConfigError(path, "mesh.reconnect_max_s", "must be >= reconnect_min_s >= 1")
 
 
 def _build(cls: type, table: Any, prefix: str, path: str) -> Any:

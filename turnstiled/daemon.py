@@ -29,6 +29,7 @@ from turnstiled.cloud import CloudProcess
 from turnstiled.config import Config, ScannerSettings
 from turnstiled.control import ControlServer
 from turnstiled.errors import ConfigError
+from turnstiled.figures import gate_figures
 from turnstiled.gate import Gate
 from turnstiled.journal import Journal
 from turnstiled.online import OnlineChecker
@@ -89,9 +90,16 @@ class Daemon:
                                      uploaders={b.name: b for b in self.backends})
         self.scanners: list[Scanner] = [
             make_scanner(sc, self._frame_sink(sc)) for sc in cfg.scanner]
+        self.last_scan_at: float | None = None
+        self.mesh = None
+        if cfg.mesh is not None:
+            from turnstiled.mesh import MeshClient  # paho only where a mesh is configured
+            self.mesh = MeshClient(cfg, self.figures)
+            self.pipeline.mesh_link = self.mesh
         self.control = ControlServer(cfg.paths.control_socket, {
             "status": self._cmd_status, "open": self._cmd_open,
             "hold": self._cmd_hold, "release": self._cmd_release,
+            "fleet": lambda _req: {"fleet": self.mesh.fleet() if self.mesh else None},
             "sync": lambda req: {"sources": self.cloud.request_sync(bool(req.get("full")))
                                  if self.cloud else []},
         })
@@ -107,6 +115,8 @@ class Daemon:
         # (passage_timeout_s) is progress too, not a hang.
         self.heartbeats.register("decide", 5.0 + self.cfg.hardware.passage_timeout_s)
         self._worker.start()
+        if self.mesh is not None:
+            self.mesh.start()
         if self.cloud is not None:
             self.cloud.start()
         for s in self.scanners:
@@ -144,6 +154,8 @@ class Daemon:
         self._worker.join(1.0)
         if self._worker.is_alive():
             logger.error("decision worker did not stop in time")
+        if self.mesh is not None:
+            self.mesh.stop(1.0)
         self.gate.close()
         self.online.close()
         for b in self.backends:
@@ -182,7 +194,11 @@ class Daemon:
                 self.gate.deny()
 
     def _outcome(self, outcome: Outcome) -> None:
+        # Called after the relay moved: only now may the mesh hear of it.
         self.recent.appendleft(outcome)
+        self.last_scan_at = time.time()
+        if self.mesh is not None:
+            self.mesh.notify()
         if self._on_outcome is not None:
             self._on_outcome(outcome)
 
@@ -210,7 +226,14 @@ class Daemon:
             "alarms": self.alarms(),
             "online": self.online.status(),
             "queue": self.queue.qsize(),
+            "mesh": self.mesh.state() if self.mesh is not None else None,
         }
+
+    def figures(self, cache: Cache | None, journal: Journal | None) -> dict[str, Any]:
+        """This gate's figures (heartbeat, status, metrics), read through the caller's
+        own database connections."""
+        return gate_figures(self.cfg.gate.id, cache, journal, started=self.started,
+                            scanners=self.scanners, last_scan_at=self.last_scan_at)
 
     def stale_loops(self) -> list[str]:
         """Loops that have not progressed recently (the watchdog waits for them)."""

@@ -19,6 +19,7 @@ from typing import Any
 import sqlite_utils
 
 from turnstiled.db import connect, write_transaction
+from turnstiled.journal_peers import PeerUsageMixin, migrate_peers
 from turnstiled.rules import Decision, Usage
 
 SCHEMA = """
@@ -93,8 +94,12 @@ class Scan:
     upload: str = "pending"
 
 
-class Journal:
-    """The journal database; one instance per thread that writes."""
+class Journal(PeerUsageMixin):
+    """The journal database; one instance per thread that writes.
+
+    The venue mesh's tables and methods (peer usage, occupancy, conflicts,
+    the outbox) are in :mod:`turnstiled.journal_peers`.
+    """
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
@@ -108,6 +113,7 @@ class Journal:
         self.db.enable_wal()
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.executescript(SCHEMA)
+        migrate_peers(self.conn)
 
     def close(self) -> None:
         self.conn.close()

@@ -14,6 +14,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from turnstiled import rules
 from turnstiled.backends.base import Backend, OnlineAnswer
@@ -21,6 +22,7 @@ from turnstiled.cache import Cache
 from turnstiled.config import Config
 from turnstiled.gate import Gate
 from turnstiled.journal import Journal, Scan
+from turnstiled.meshwire import barcode_key
 from turnstiled.online import OnlineChecker
 from turnstiled.rules import Decision, RuleSettings, Ticket, Usage
 from turnstiled.scanners.decode import Debouncer, normalise, printable
@@ -45,8 +47,9 @@ class Evaluation:
     direction: str
     decision: Decision
     ticket: Ticket | None
-    usage: Usage
+    usage: Usage  # what the decision used: this gate's plus its peers' (mesh)
     online: OnlineAnswer | None = None  # what an online source said, if it was asked
+    local: Usage | None = None  # this gate's own usage, when it differs from ``usage``
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,9 @@ class ScanPipeline:
         self.online = online
         self.uploaders = uploaders or {}
         self.journal_alarm: str | None = None
+        # The venue mesh's link (mesh.MeshClient), set by the daemon: only
+        # asked whether it is partitioned; never waited on.
+        self.mesh_link: Any = None
 
     def evaluate(self, raw: bytes, direction: str = "in",
                  now: float | None = None) -> Evaluation:
@@ -98,9 +104,15 @@ class ScanPipeline:
             answer = self.online.check(text)
             if answer is not None:
                 ticket = answer.ticket
-        usage = Usage()
+        usage = local = Usage()
+        mesh = self.cfg.mesh
         if ticket is not None and self.journal is not None:
-            usage = self.journal.usage(ticket.source, ticket.barcode)
+            if mesh is None:
+                usage = local = self.journal.usage(ticket.source, ticket.barcode)
+            else:
+                local, usage = self.journal.venue_usage(
+                    ticket.source, ticket.barcode, barcode_key(mesh, ticket.barcode),
+                    self.cfg.gate.id)
         if answer is not None and answer.verdict is not None:
             decision = answer.verdict  # the source failed in a way that is an alarm
         else:
@@ -112,7 +124,14 @@ class ScanPipeline:
             decision = rules.decide(ticket, usage, self.settings, now, direction)
             if answer is not None and answer.note:
                 decision = replace(decision, detail=f"{decision.detail} ({answer.note})")
-        return Evaluation(text, direction, decision, ticket, usage, answer)
+        if ticket is not None and mesh is not None and self.journal is not None:
+            g = self.cfg.gate
+            partitioned = (mesh.on_partition == "deny-single-entry"
+                           and self.mesh_link is not None and self.mesh_link.partitioned())
+            occupancy = self.journal.zone_occupancy(g.zone) if g.max_occupancy else None
+            decision = rules.venue_limits(decision, ticket, direction, occupancy,
+                                          g.max_occupancy, partitioned)
+        return Evaluation(text, direction, decision, ticket, usage, answer, local)
 
     def handle(self, raw: bytes, scanner: str, direction: str,
                t_read: float | None = None) -> Outcome | None:
@@ -128,7 +147,9 @@ class ScanPipeline:
         else:
             ev = self._decide(norm.text, direction, now)
         t = ev.ticket
-        new_usage = rules.apply(ev.usage, ev.decision, direction, now)
+        # The journal keeps this gate's own usage; peers' stays in their events.
+        own = ev.local if ev.local is not None else ev.usage
+        new_usage = rules.apply(own, ev.decision, direction, now)
         source = t.source if t is not None else None
         uploader = self.uploaders.get(source or "")
         if uploader is not None and uploader.uploads(ev.decision.granted, direction) and not (
@@ -153,7 +174,7 @@ class ScanPipeline:
                 self.gate.grant(until_passage=True)
                 if self.gate.has_passage_sensor:
                     passed = self.gate.wait_passage()
-                    self.journal.record_passage(scan_id, passed, ev.usage, source, ev.barcode)
+                    self.journal.record_passage(scan_id, passed, own, source, ev.barcode)
             else:
                 self.gate.deny()
         logger.info(

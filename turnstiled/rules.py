@@ -25,10 +25,13 @@ ALREADY_USED = "already_used"
 ALREADY_INSIDE = "already_inside"
 REENTRY_NOT_ALLOWED = "reentry_not_allowed"
 SOURCE_ERROR = "source_error"  # an online source refused us or is misconfigured: an alarm
+VENUE_FULL = "venue_full"
+MESH_PARTITIONED = "mesh_partitioned"
 
 DENY_REASONS = (
     UNKNOWN, UNREADABLE, INVALID, CANCELLED, WRONG_EVENT, WRONG_ZONE,
     NOT_YET_VALID, EXPIRED, ALREADY_USED, ALREADY_INSIDE, REENTRY_NOT_ALLOWED, SOURCE_ERROR,
+    VENUE_FULL, MESH_PARTITIONED,
 )
 
 STATUSES = ("valid", "invalid", "cancelled", "used")
@@ -91,6 +94,17 @@ def parse_policy(text: str) -> str | int:
     raise ValueError(f"entry policy must be single, reentry, unlimited or a number >= 1: {text!r}")
 
 
+def entry_limit(text: str) -> int | None:
+    """How many admissions a ticket allows in all (None: no fixed number)."""
+    try:
+        policy = parse_policy(text)
+    except ValueError:
+        return None
+    if policy == "single":
+        return 1
+    return policy if isinstance(policy, int) else None
+
+
 def unreadable(detail: str = "") -> Decision:
     """The decision for a scan the normaliser rejected."""
     return Decision(False, UNREADABLE, detail or "barcode could not be read")
@@ -150,6 +164,24 @@ def _check_entries(ticket: Ticket, usage: Usage) -> Decision:
     if usage.entries >= policy:
         return Decision(False, ALREADY_USED, f"{usage.entries} of {policy} entries used")
     return Decision(True, GRANTED, f"entry {usage.entries + 1} of {policy}")
+
+
+def venue_limits(decision: Decision, ticket: Ticket, direction: str, occupancy: int | None,
+                 max_occupancy: int, partitioned: bool) -> Decision:
+    """*decision* after the venue's limits: its zone's occupancy and a mesh partition.
+
+    *occupancy* is the people inside the gate's zone (None: not counted);
+    *partitioned*: the mesh has been unreachable past its grace period and
+    the gate is told to refuse single-entry tickets meanwhile.
+    """
+    if not decision.granted or direction != "in":
+        return decision
+    if partitioned and entry_limit(ticket.entries) == 1:
+        return Decision(False, MESH_PARTITIONED,
+                        "venue mesh unreachable: single-entry tickets refused")
+    if max_occupancy and occupancy is not None and occupancy >= max_occupancy:
+        return Decision(False, VENUE_FULL, f"{occupancy} of {max_occupancy} inside")
+    return decision
 
 
 def apply(usage: Usage, decision: Decision, direction: str, now: float) -> Usage:
