@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from turnstiled import cli_mesh, importer
+from turnstiled import cli_mesh, figures, importer
 from turnstiled import config as config_mod
 from turnstiled.cache import Cache
 from turnstiled.config import Config
@@ -136,9 +136,9 @@ def cmd_scans(cfg: Config, args: argparse.Namespace) -> int:
 def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     now = time.time()
     cache, journal = _open_readonly(cfg)
-    sources = cache.sources() if cache is not None else []
-    counts = journal.counts() if journal is not None else {}
-    backlog = journal.backlog() if journal is not None else {}
+    figs = figures.read(cache, journal, now, counts=True)
+    sources, backlog = figs["sources"], figs["backlog"]
+    counts = figs["journal"]
     try:
         daemon: dict[str, Any] | None = request(cfg.paths.control_socket, "status")
         daemon.pop("ok", None)
@@ -148,12 +148,12 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     data = {
         "gate_id": cfg.gate.id, "config": cfg.path,
         "daemon": daemon or {"running": False, "error": daemon_error},
-        "sources": [{**s, "sync_age_s": None if s.get("last_sync") is None
-                     else round(now - s["last_sync"], 1)} for s in sources],
+        "sources": sources,
         "journal": counts,
         "backlog": {src: {"pending": b["pending"], "oldest_at": iso(b["oldest_at"]),
-                          "oldest_age_s": round(now - b["oldest_at"], 1)}
+                          "oldest_age_s": b["oldest_age_s"]}
                     for src, b in backlog.items()},
+        "last_scan_at": iso(figs["last_scan_at"]),
         "alarms": (daemon or {}).get("alarms", {}),
     }
     mesh_lines: list[str] = []

@@ -29,7 +29,7 @@ from turnstiled.cloud import CloudProcess
 from turnstiled.config import Config, ScannerSettings
 from turnstiled.control import ControlServer
 from turnstiled.errors import ConfigError
-from turnstiled.figures import gate_figures
+from turnstiled.figures import gate_figures, version
 from turnstiled.gate import Gate
 from turnstiled.journal import Journal
 from turnstiled.online import OnlineChecker
@@ -97,7 +97,7 @@ class Daemon:
             self.mesh = MeshClient(cfg, self.figures)
             self.pipeline.mesh_link = self.mesh
         self.control = ControlServer(cfg.paths.control_socket, {
-            "status": self._cmd_status, "open": self._cmd_open,
+            "status": lambda _req: self.status(), "open": self._cmd_open,
             "hold": self._cmd_hold, "release": self._cmd_release,
             "fleet": lambda _req: {"fleet": self.mesh.fleet() if self.mesh else None},
             "sync": lambda req: {"sources": self.cloud.request_sync(bool(req.get("full")))
@@ -215,9 +215,15 @@ class Daemon:
             journal.close()
 
     # -- control commands ------------------------------------------------
-    def _cmd_status(self, _req: dict[str, Any]) -> dict[str, Any]:
+    def status(self) -> dict[str, Any]:
+        """The live figures of this daemon (``turnstilectl status``, metrics, heartbeat).
+
+        The stored ones (sources, backlog, last scan) are
+        :func:`turnstiled.figures.stored`.
+        """
         return {
             "gate_id": self.cfg.gate.id,
+            "version": version(),
             "uptime_s": round(time.time() - self.started, 1),
             "gate": self.gate.state(),
             "scanners": [{"name": s.name, "connected": s.connected,

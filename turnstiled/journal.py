@@ -259,6 +259,11 @@ class Journal(PeerUsageMixin):
     def events(self, limit: int = 20) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,)))
 
+    def last_scan_at(self) -> float | None:
+        """When the newest journaled scan was decided (None: no scan yet)."""
+        row = self.conn.execute("SELECT at FROM scans ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else float(row[0])
+
     def counts(self) -> dict[str, int]:
         """How many scans are in each upload state."""
         return dict(self.conn.execute(
