@@ -6,12 +6,17 @@ each one proves what the gate did upstream, not only what it decided.
 
 from __future__ import annotations
 
+import json
+import queue
+
 import pytest
 
 from tests.conftest import make_config, wait_until
-from turnstiled import rules
+from turnstiled import cli, rules
+from turnstiled import config as config_mod
 from turnstiled.backends.chapterevents import ChapterEventsBackend, ChapterEventsSettings
 from turnstiled.cache import Cache
+from turnstiled.daemon import Daemon
 from turnstiled.drain import Drainer
 from turnstiled.journal import Journal
 from turnstiled.online import OnlineChecker
@@ -79,6 +84,11 @@ def gate_at(tmp_path):
 def code_with(e, status="PAID", event=None):
     return next(t["external_id"] for t in e.state.tickets if t["status"] == status
                 and t["times_used"] == 0 and (event is None or t["chapter_event"] == event))
+
+
+def fresh(e, status="PAID", event="Fysikalen Dag 1"):
+    """A new ticket, sold now (its event by title)."""
+    return e.state.add(1, chapter_event=event, status=status)[0]["external_id"]
 
 
 def used(e, code):
@@ -183,6 +193,7 @@ def test_a_slow_server_changes_nothing_for_a_denied_scan(ce, gate_at):
     ce.add_fault(ROUTE, "latency:1500x1")
     o = g.scan(code)
     assert not o.evaluation.decision.granted  # offline policy "deny"
+    assert "chapterevents offline: no answer within 200 ms" in o.evaluation.decision.detail
     assert g.online.health["chapterevents"].offline_since is not None
     assert g.online.alarms() == {}  # slow is offline, not an alarm
     # The abandoned request still reaches the server after the gate denied...
@@ -292,3 +303,84 @@ def test_a_row_resent_after_a_crash_is_recognised_as_ours(ce, gate_at):
     assert (row["upload"], row["resent"]) == ("confirmed", 1)
     assert used(ce, code) == 1
     fresh.close()
+
+
+# -- the daemon, turnstilectl lookup / status / doctor -------------------------
+def write_conf(tmp_path, e, password=None, **gate):
+    path = tmp_path / "turnstiled.toml"
+    events = ", ".join(f'"{x}"' for x in gate.get("events", ()))
+    path.write_text(
+        f'[gate]\nevents = [{events}]\ndebounce_s = 0.0\n'
+        f'[paths]\ndata_dir = "{tmp_path}/data"\ncontrol_socket = "{tmp_path}/ctl.sock"\n'
+        '[journal]\nupload_batch_delay_s = 0.0\n'
+        f'[sources.chapterevents]\nbase_url = "{e.base_url}"\n'
+        f'password = "{password or e.credentials["password"]}"\n')
+    return path
+
+
+def ctl(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, _ = capsys.readouterr()
+    return code, out
+
+
+def test_lookup_asks_the_server_and_says_why_without_using(ce, tmp_path, capsys):
+    conf = write_conf(tmp_path, ce, events=["Fysikalen Dag 1"])
+    day1, day2 = code_with(ce, event="Fysikalen Dag 1"), code_with(ce, event="Fysikalen Dag 2")
+    code, out = ctl(capsys, "--config", conf, "lookup", day1, "--json")
+    got = json.loads(out)
+    assert code == 0 and got["granted"] and got["online"]["times_used"] == 0
+    assert got["ticket"]["event"] == "Fysikalen Dag 1" and got["alarms"] == {}
+    code, out = ctl(capsys, "--config", conf, "lookup", day2)
+    assert code == 1 and out.startswith("DENY  wrong_event: ticket is for event Fysikalen Dag 2")
+    assert (used(ce, day1), used(ce, day2)) == (0, 0)
+    assert {v["use_ticket"] for v in ce.records.all("validation")} == {False}
+    bad = write_conf(tmp_path, ce, password="guess")
+    code, out = ctl(capsys, "--config", bad, "lookup", day1)
+    assert code == 1 and out.startswith("DENY  source_error")
+    assert "ALARM    online:chapterevents: auth_refused" in out
+
+
+def test_doctor_asks_the_source_before_any_scan(ce, tmp_path, capsys):
+    _, out = ctl(capsys, "--config", write_conf(tmp_path, ce), "doctor", "--json")
+    checks = {c["check"]: c for c in json.loads(out)}
+    assert checks["source chapterevents"]["level"] == "OK"
+    _, out = ctl(capsys, "--config", write_conf(tmp_path, ce, password="guess"), "doctor",
+                 "--json")
+    checks = {c["check"]: c for c in json.loads(out)}
+    assert checks["source chapterevents"]["level"] == "FAIL"
+    assert checks["source chapterevents"]["detail"].startswith("auth_refused")
+    assert not ce.records.all("validation", use_ticket=True)
+
+
+def test_the_daemon_registers_from_its_journal_and_status_shows_the_source(
+        ce, tmp_path, pins, capsys):
+    conf = write_conf(tmp_path, ce)
+    _, out = ctl(capsys, "--config", conf, "status", "--json")
+    assert json.loads(out)["online"] == {"chapterevents": None}  # no daemon: unknown
+    outcomes: queue.Queue = queue.Queue()
+    daemon = Daemon(config_mod.load(str(conf)), pins, on_outcome=outcomes.put)
+    daemon.start()
+    try:
+        code = code_with(ce)
+        daemon.submit(code.encode())
+        assert outcomes.get(timeout=10).evaluation.decision.granted
+        assert wait_until(lambda: used(ce, code) == 1, 30)  # the cloud process's drain
+        _, out = ctl(capsys, "--config", conf, "status", "--json")
+        health = json.loads(out)["online"]["chapterevents"]
+        assert health["last_answer_at"] is not None and health["alarm"] is None
+        ce.add_fault(ROUTE, "authx1")  # the password is changed upstream, for one request
+        daemon.submit(code_with(ce).encode())
+        assert outcomes.get(timeout=10).evaluation.decision.reason == rules.SOURCE_ERROR
+        _, out = ctl(capsys, "--config", conf, "status")
+        assert "ALARM    online:chapterevents: auth_refused" in out
+        assert "source   chapterevents  online check  last answer" in out
+        _, out = ctl(capsys, "--config", conf, "doctor", "--json")
+        assert any(c["check"] == "online:chapterevents" and c["level"] == "FAIL"
+                   for c in json.loads(out))
+    finally:
+        daemon.stop()
+    j = Journal(tmp_path / "data" / "journal.db", readonly=True)
+    assert j.counts() == {"confirmed": 1, "local": 1}
+    j.close()
+    assert used(ce, code) == 1

@@ -15,11 +15,13 @@ from typing import Any
 
 from turnstiled import cli_mesh, figures, importer
 from turnstiled import config as config_mod
+from turnstiled.backends import make_backends
 from turnstiled.cache import Cache
 from turnstiled.config import Config
 from turnstiled.control import request
 from turnstiled.errors import ConfigError, ControlError, ImportFileError
 from turnstiled.journal import Journal
+from turnstiled.online import OnlineChecker
 from turnstiled.pipeline import ScanPipeline
 from turnstiled.timeutil import iso
 
@@ -72,9 +74,17 @@ def cmd_lookup(cfg: Config, args: argparse.Namespace) -> int:
     cache, journal = _open_readonly(cfg)
     if cache is None:
         cache = Cache(":memory:")
+    # Online sources are asked as a scan asks them: nothing is used upstream.
+    backends = make_backends(cfg.sources)
+    online = OnlineChecker(backends)
     try:
-        ev = ScanPipeline(cfg, cache, journal).evaluate(args.barcode.encode(), args.direction)
+        ev = ScanPipeline(cfg, cache, journal, online=online).evaluate(
+            args.barcode.encode(), args.direction)
+        alarms = online.alarms()
     finally:
+        online.close()
+        for b in backends:
+            b.close()
         cache.close()
         if journal is not None:
             journal.close()
@@ -88,6 +98,9 @@ def cmd_lookup(cfg: Config, args: argparse.Namespace) -> int:
             "entries": t.entries, "name": t.name, "ticket_id": t.ticket_id},
         "usage": {"entries": u.entries, "exits": u.exits, "inside": u.inside,
                   "first_used": iso(u.first_used)},
+        "online": None if ev.online is None else {
+            "times_used": ev.online.times_used, "note": ev.online.note},
+        "alarms": alarms,
     }
     verdict = "GRANT" if d.granted else "DENY"
     lines = [f"{verdict}  {d.reason}: {d.detail}", f"barcode  {ev.barcode}"]
@@ -97,6 +110,7 @@ def cmd_lookup(cfg: Config, args: argparse.Namespace) -> int:
                   f"window   {iso(t.valid_from) or '-'} .. {iso(t.valid_until) or '-'}",
                   f"usage    {u.entries} entries, {u.exits} exits, "
                   f"{'inside' if u.inside else 'outside'}"]
+    lines += [f"ALARM    {what}: {alarm}" for what, alarm in alarms.items()]
     _emit(args, data, "\n".join(lines))
     return 0 if d.granted else 1
 
@@ -155,6 +169,7 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
                     for src, b in backlog.items()},
         "last_scan_at": iso(figs["last_scan_at"]),
         "alarms": (daemon or {}).get("alarms", {}),
+        "online": online_health(cfg, daemon),
     }
     mesh_lines: list[str] = []
     if cfg.mesh is not None:
@@ -177,7 +192,9 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         err = f"  ERROR {s['last_error']}" if s.get("last_error") else ""
         lines.append(f"source   {s['source']:<14} {s['tickets']:>9} tickets  "
                      f"synced {age(s.get('last_sync'), now)}{err}")
-    if not sources:
+    for name, h in data["online"].items():
+        lines.append(f"source   {name:<14} {online_line(h, now)}")
+    if not sources and not data["online"]:
         lines.append("source   none: the cache is empty (turnstilectl import FILE)")
     lines.append("journal  " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
                                 or "empty"))
@@ -190,6 +207,26 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
             db.close()
     _emit(args, data, "\n".join(lines))
     return 0
+
+
+def online_health(cfg: Config, daemon: dict[str, Any] | None) -> dict[str, Any]:
+    """Each online-check source's health as the daemon keeps it (None: no daemon)."""
+    known = (daemon or {}).get("online", {})
+    names = [n for n, st in cfg.sources.items() if getattr(st, "online_check", False)]
+    return {n: known.get(n) for n in dict.fromkeys([*names, *known])}
+
+
+def online_line(h: dict[str, Any] | None, now: float) -> str:
+    if h is None:
+        return "online check  (health unknown: the daemon is not running)"
+    text = f"online check  last answer {age(h.get('last_answer_at'), now)}"
+    if h.get("alarm"):
+        return f"{text}  ALARM {h['alarm']}: {h.get('last_error')}"
+    if h.get("offline_since") is not None:
+        return f"{text}  OFFLINE since {age(h['offline_since'], now)}: {h.get('last_error')}"
+    if h.get("last_error"):
+        text += f"  (last error {age(h.get('last_error_at'), now)}: {h['last_error']})"
+    return text
 
 
 def cmd_sync(cfg: Config, args: argparse.Namespace) -> int:

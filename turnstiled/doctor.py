@@ -2,7 +2,9 @@
 
 Each check answers OK, WARN or FAIL with one line of detail. Nothing here
 changes the gate: databases are opened read-only, devices are only looked
-at, and the daemon is asked for its status over the control socket.
+at, online sources are asked about a code no ticket has (an online check
+never uses a ticket), and the daemon is asked for its status over the
+control socket.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from turnstiled.backends import make_backends
 from turnstiled.config import Config
 from turnstiled.control import request
 from turnstiled.errors import ControlError
+from turnstiled.online import OnlineChecker
 
 MIN_FREE_BYTES = 200 * 2**20
+PROBE = "turnstiled-doctor-probe"  # no ticket has this code
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ def run(cfg: Config) -> list[Check]:
     for sc in cfg.scanner:
         level, detail = _scanner_device(sc.type, sc.url if sc.type == "serial" else sc.device)
         checks.append(Check(f"scanner {sc.name}", level, f"{sc.type}: {detail}"))
+    checks += _online_sources(cfg)
     try:
         status = request(cfg.paths.control_socket, "status")
     except ControlError as exc:
@@ -100,3 +106,25 @@ def run(cfg: Config) -> list[Check]:
         checks.append(Check("loops", "FAIL", "not progressing: "
                             + ", ".join(status["stale_loops"])))
     return checks
+
+
+def _online_sources(cfg: Config) -> list[Check]:
+    """Ask each online-check source once: a refused password shows before any scan."""
+    out = []
+    for backend in make_backends(cfg.sources):
+        checker = OnlineChecker([backend])
+        try:
+            if not checker:
+                continue
+            checker.check(PROBE)
+            h = checker.health[backend.name]
+        finally:
+            checker.close()
+            backend.close()
+        if h.alarm:
+            out.append(Check(f"source {backend.name}", "FAIL", f"{h.alarm}: {h.last_error}"))
+        elif h.last_answer_at is None:
+            out.append(Check(f"source {backend.name}", "WARN", f"offline: {h.last_error}"))
+        else:
+            out.append(Check(f"source {backend.name}", "OK", "answers the online check"))
+    return out

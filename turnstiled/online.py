@@ -70,7 +70,7 @@ def alarm_of(exc: BackendError) -> str | None:
 
 
 class OnlineChecker:
-    """Asks the clouds about unknown barcodes; None when none could answer in time."""
+    """Asks the clouds about unknown barcodes; None when none had anything to say."""
 
     def __init__(self, backends: Iterable[Backend]) -> None:
         self.backends = [(b, d) for b in backends if (d := b.online_deadline()) is not None]
@@ -86,10 +86,12 @@ class OnlineChecker:
 
         A backend that is offline may offer its offline policy's answer
         (chapter-event ``admit-and-journal``), used only when no backend
-        answered and none raised an alarm: an alarm denies.
+        named the ticket and none raised an alarm: an alarm denies. With
+        neither, an answer without a ticket may still say why (its note).
         """
         offline: OnlineAnswer | None = None
         error: OnlineAnswer | None = None
+        miss: OnlineAnswer | None = None  # why no ticket came back ("no such ticket", offline)
         for backend, deadline in self.backends:
             health = self.health[backend.name]
             future = self._pool.submit(backend.online_check, barcode)
@@ -97,10 +99,11 @@ class OnlineChecker:
                 answer = future.result(timeout=deadline)
             except cf.TimeoutError:
                 future.cancel()
-                health.failed(f"no answer within {deadline * 1000:.0f} ms", None)
-                self._warn("%s online check gave no answer within %.0f ms", backend.name,
-                           deadline * 1000)
+                why = f"no answer within {deadline * 1000:.0f} ms"
+                health.failed(why, None)
+                self._warn("%s online check: %s", backend.name, why)
                 offline = offline or backend.offline_answer(barcode)
+                miss = miss or OnlineAnswer(None, note=f"{backend.name} offline: {why}")
                 continue
             except BackendError as exc:
                 alarm = alarm_of(exc)
@@ -108,6 +111,7 @@ class OnlineChecker:
                 if alarm is None:
                     self._warn("%s online check failed: %s", backend.name, exc)
                     offline = offline or backend.offline_answer(barcode)
+                    miss = miss or OnlineAnswer(None, note=f"{backend.name} offline: {exc}")
                 else:
                     logger.error("%s online check: %s (%s): scan denied", backend.name, exc,
                                  alarm)
@@ -117,7 +121,8 @@ class OnlineChecker:
             health.answered()
             if answer.ticket is not None:
                 return answer
-        return error or offline
+            miss = miss or (answer if answer.note else None)
+        return error or offline or miss
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Each online source's health, for the control socket's ``status``."""
