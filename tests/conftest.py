@@ -1,8 +1,11 @@
-"""Shared fixtures: a gate configuration in tmp_path and gpiozero mock pins."""
+"""Shared fixtures: a gate configuration in tmp_path, gpiozero mock pins, a running gate."""
 
 from __future__ import annotations
 
+import os
+import queue
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +13,12 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from turnstiled import config as config_mod
+from turnstiled.cache import Cache
 from turnstiled.config import Config
+from turnstiled.daemon import Daemon
+from turnstiled.journal import Journal
+from turnstiled.pipeline import Outcome
+from turnstiled.rules import Ticket
 
 
 def wait_until(pred, timeout: float = 3.0) -> bool:
@@ -48,3 +56,52 @@ def pins() -> MockFactory:
 @pytest.fixture
 def cfg(tmp_path: Path) -> Config:
     return make_config(tmp_path)
+
+
+@dataclass
+class RunningGate:
+    """A running daemon with a pty scanner ("entry"), mock pins and its outcomes."""
+
+    daemon: Daemon
+    master: int
+    outcomes: queue.Queue
+    pins: Any
+
+    def scan(self, *codes: bytes) -> None:
+        os.write(self.master, b"".join(c + b"\r" for c in codes))
+
+    def next(self) -> Outcome:
+        return self.outcomes.get(timeout=5)
+
+    @property
+    def relay(self) -> Any:
+        return self.pins.pin(self.daemon.cfg.hardware.relay_pin)
+
+    def journal(self) -> Journal:
+        return Journal(self.daemon.cfg.paths.journal_db, readonly=True)
+
+
+@pytest.fixture
+def start_gate(tmp_path, pins):
+    """``start_gate(tickets, **config sections)`` -> a running :class:`RunningGate`."""
+    running: list[tuple[Daemon, int, int]] = []
+
+    def start(tickets: list[Ticket], **sections: Any) -> RunningGate:
+        master, slave = os.openpty()
+        cfg = make_config(tmp_path, scanner=[{"name": "entry", "type": "serial",
+                                              "url": os.ttyname(slave)}], **sections)
+        cache = Cache(cfg.paths.cache_db)
+        cache.upsert(tickets)
+        cache.close()
+        outcomes: queue.Queue = queue.Queue()
+        daemon = Daemon(cfg, pins, on_outcome=outcomes.put)
+        daemon.start()
+        running.append((daemon, master, slave))
+        assert daemon.wait_scanners()
+        return RunningGate(daemon, master, outcomes, pins)
+
+    yield start
+    for daemon, master, slave in running:
+        daemon.stop()
+        os.close(master)
+        os.close(slave)

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import queue
 import sqlite3
 import time
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
-from tests.conftest import make_config, wait_until
+from tests.conftest import RunningGate, wait_until
 from turnstiled import rules
 from turnstiled.cache import Cache
 from turnstiled.control import request
-from turnstiled.daemon import Daemon
-from turnstiled.journal import Journal, Scan
-from turnstiled.pipeline import Outcome
+from turnstiled.journal import Scan
 from turnstiled.rules import Decision, Ticket
 from turnstiled.sim import start_emulator
 
@@ -36,57 +30,8 @@ TICKETS = [
 ]
 
 
-@dataclass
-class Gate:
-    """A running daemon with a pty scanner ("entry"), mock pins and its outcomes."""
-
-    daemon: Daemon
-    master: int
-    outcomes: queue.Queue
-    pins: Any
-
-    def scan(self, *codes: bytes) -> None:
-        os.write(self.master, b"".join(c + b"\r" for c in codes))
-
-    def next(self) -> Outcome:
-        return self.outcomes.get(timeout=5)
-
-    @property
-    def relay(self) -> Any:
-        return self.pins.pin(self.daemon.cfg.hardware.relay_pin)
-
-    def journal(self) -> Journal:
-        return Journal(self.daemon.cfg.paths.journal_db, readonly=True)
-
-
 @pytest.fixture
-def start_gate(tmp_path, pins):
-    """``start_gate(tickets, **config sections)`` -> a running :class:`Gate`."""
-    running: list[tuple[Daemon, int, int]] = []
-
-    def start(tickets: list[Ticket], **sections: Any) -> Gate:
-        master, slave = os.openpty()
-        cfg = make_config(tmp_path, scanner=[{"name": "entry", "type": "serial",
-                                              "url": os.ttyname(slave)}], **sections)
-        cache = Cache(cfg.paths.cache_db)
-        cache.upsert(tickets)
-        cache.close()
-        outcomes: queue.Queue = queue.Queue()
-        daemon = Daemon(cfg, pins, on_outcome=outcomes.put)
-        daemon.start()
-        running.append((daemon, master, slave))
-        assert daemon.wait_scanners()
-        return Gate(daemon, master, outcomes, pins)
-
-    yield start
-    for daemon, master, slave in running:
-        daemon.stop()
-        os.close(master)
-        os.close(slave)
-
-
-@pytest.fixture
-def gate(start_gate) -> Gate:
+def gate(start_gate) -> RunningGate:
     return start_gate(TICKETS, gate={"events": ["ev1"], "zones": ["GA"], "debounce_s": 0.5})
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -45,7 +44,7 @@ def test_relay_polarity_and_idle_mode(pins, active_high, idle, locked_level):
     assert relay.state is locked_level
     gate.grant()
     assert relay.state is (not locked_level)
-    gate.safe_idle()  # what SIGTERM does
+    gate.idle()  # what SIGTERM does first
     assert relay.state is locked_level
     gate.close()
 
@@ -76,12 +75,13 @@ def test_passage_sensor_counts_only_when_arm_turns(pins):
 def test_fire_alarm_holds_arm_free_and_reports(pins):
     seen = []
     gate = Gate(HardwareSettings(fire_alarm_pin=25, relay_pulse_s=0.05), pins,
-                on_fire_alarm=seen.append)
+                on_fire_alarm=lambda active, at: seen.append(active))
     pins.pin(25).drive_low()
     assert pins.pin(17).state is True
     gate.grant()
-    time.sleep(0.1)
+    assert wait_until(lambda: not gate.state()["pulse"])
     assert pins.pin(17).state is True  # the pulse ending does not lock during an alarm
+    assert gate.state()["relay"] == "held free"
     pins.pin(25).drive_high()
     assert pins.pin(17).state is False
     assert seen == [True, False]
@@ -99,8 +99,9 @@ def test_hold_and_release(pins):
     gate = Gate(HardwareSettings(relay_pulse_s=0.05), pins)
     gate.hold_open(True)
     gate.grant()
-    time.sleep(0.1)
+    assert wait_until(lambda: not gate.state()["pulse"])
     assert pins.pin(17).state is True
+    assert gate.state()["holds"] == ["technician"]
     gate.hold_open(False)
     assert pins.pin(17).state is False
     gate.close()
