@@ -122,6 +122,7 @@ def scan_json(row: dict[str, Any]) -> dict[str, Any]:
         "barcode": row["barcode"], "granted": bool(row["granted"]), "reason": row["reason"],
         "detail": row["detail"], "source": row["source"], "event": row["event"],
         "passed": None if row["passed"] is None else bool(row["passed"]),
+        "outcome": row.get("outcome"),
         "upload": row["upload"], "upload_note": row["upload_note"],
         "resent": bool(row.get("resent")),
     }
@@ -135,11 +136,11 @@ def cmd_scans(cfg: Config, args: argparse.Namespace) -> int:
         "gate_id": conflicts[r["nonce"]]["gate_id"], "at": iso(conflicts[r["nonce"]]["at"])}}
         for r in rows]
     lines = [f"{'ID':>7}  {'TIME (UTC)':<24} {'SCANNER':<10} DIR {'RESULT':<6} "
-             f"{'REASON':<20} {'UPLOAD':<9} BARCODE"]
+             f"{'REASON':<20} {'OUTCOME':<10} {'UPLOAD':<9} BARCODE"]
     for s in data:
         lines.append(f"{s['id']:>7}  {s['at']:<24} {s['scanner'][:10]:<10} {s['direction']:<3} "
                      f"{'GRANT' if s['granted'] else 'DENY':<6} {s['reason']:<20} "
-                     f"{s['upload']:<9} {s['barcode']}"
+                     f"{s['outcome'] or '-':<10} {s['upload']:<9} {s['barcode']}"
                      + (f"  [{s['upload_note']}]" if s["upload"] == "rejected" else "")
                      + (f"  CONFLICT: also admitted at {s['conflict']['gate_id']} "
                         f"{s['conflict']['at']}" if s["conflict"] else ""))

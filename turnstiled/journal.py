@@ -10,6 +10,8 @@ the scan path deletes rows. Only this module writes the journal.
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,7 +44,8 @@ CREATE TABLE IF NOT EXISTS scans (
     attempts    INTEGER NOT NULL DEFAULT 0,
     upload_note TEXT,
     uploaded_at REAL,
-    resent      INTEGER NOT NULL DEFAULT 0
+    resent      INTEGER NOT NULL DEFAULT 0,
+    outcome     TEXT
 );
 CREATE INDEX IF NOT EXISTS scans_upload ON scans (upload, id);
 CREATE TABLE IF NOT EXISTS usage (
@@ -63,14 +66,30 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
-# Upload states of a scan row. ``local``: its source has no upload endpoint.
+# Upload states of a scan row. ``local``: its source has no upload endpoint
+# (or the admission was annulled before upload: the arm never turned).
 UPLOAD_STATES = ("pending", "inflight", "confirmed", "rejected", "local")
+
+# What became of a granted scan at the gate (``outcome``; NULL for denials and
+# rows from before this column). ``pending``: journaled, the gate not yet
+# done; the drain holds such a row back. ``opened``: the relay pulsed (no
+# passage sensor); ``passed`` / ``not passed``: what the passage sensor saw;
+# ``unknown``: the process ended (or the gate failed) between the journal's
+# commit and the relay; settled at the next start, usage kept (see
+# :meth:`Journal.settle_unfinished`).
+OUTCOMES = ("pending", "opened", "passed", "not passed", "unknown")
 
 _INSERT_SCAN = (
     "INSERT INTO scans (nonce, at, gate_id, scanner, direction, barcode, source, event, "
-    "ticket_id, granted, reason, detail, passed, upload) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "ticket_id, granted, reason, detail, passed, upload, outcome) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# Rows the drain may send: not a grant whose outcome at the gate is still open.
+UPLOADABLE = "(outcome IS NULL OR outcome <> 'pending')"
+
+NOTE_NOT_UPLOADED = "not passed: admission annulled, not uploaded"
+NOTE_SETTLED = " (outcome unknown: the gate stopped before its outcome was journaled)"
+
 _UPSERT_USAGE = (
     "INSERT OR REPLACE INTO usage (barcode, source, entries, exits, inside, first_used, last_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -92,17 +111,24 @@ class Scan:
     ticket_id: str | None = None
     passed: bool | None = None
     upload: str = "pending"
+    awaiting_gate: bool = False  # a grant whose relay has yet to move (outcome pending)
 
 
 class Journal(PeerUsageMixin):
-    """The journal database; one instance per thread that writes.
+    """The journal database; one instance per process that writes.
 
-    The venue mesh's tables and methods (peer usage, occupancy, conflicts,
-    the outbox) are in :mod:`turnstiled.journal_peers`.
+    Its writes (and the scan path's reads, and closing) are serialised by a
+    lock, so the daemon's threads (decision worker, control socket) share
+    one connection, never interleave transactions, and never use it while
+    another thread closes it. The venue mesh's tables and methods (peer
+    usage, occupancy, conflicts, the outbox) are in
+    :mod:`turnstiled.journal_peers`.
     """
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self._wlock = threading.RLock()
+        self._outcomes: dict[int, tuple[str, str]] = {}  # noted, not yet written
         if readonly:
             self.conn = connect(self.path, readonly=True)
             self.db = sqlite_utils.Database(self.conn)
@@ -114,16 +140,21 @@ class Journal(PeerUsageMixin):
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.executescript(SCHEMA)
         migrate_peers(self.conn)
+        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(scans)")}
+        if "outcome" not in columns:  # a journal from before outcomes were recorded
+            self.conn.execute("ALTER TABLE scans ADD COLUMN outcome TEXT")
 
     def close(self) -> None:
-        self.conn.close()
+        with self._wlock:  # never under a thread that is still using the connection
+            self.conn.close()
 
     # -- the scan path ---------------------------------------------------
     def usage(self, source: str, barcode: str) -> Usage:
-        row = self.conn.execute(
-            "SELECT entries, exits, inside, first_used FROM usage WHERE barcode = ? AND source = ?",
-            (barcode, source),
-        ).fetchone()
+        with self._wlock:
+            row = self.conn.execute(
+                "SELECT entries, exits, inside, first_used FROM usage "
+                "WHERE barcode = ? AND source = ?", (barcode, source),
+            ).fetchone()
         if row is None:
             return Usage()
         return Usage(row[0], row[1], bool(row[2]), row[3])
@@ -131,12 +162,14 @@ class Journal(PeerUsageMixin):
     def record(self, scan: Scan, usage: Usage | None = None) -> int:
         """Append *scan* and, if given, the ticket's new *usage*; durable on return."""
         d = scan.decision
-        with write_transaction(self.conn) as conn:
+        with self._wlock, write_transaction(self.conn) as conn:
+            if self._outcomes:
+                self._write_outcomes(conn)
             cur = conn.execute(_INSERT_SCAN, (
                 os.urandom(12).hex(), scan.at, scan.gate_id, scan.scanner, scan.direction,
                 scan.barcode, scan.source, scan.event, scan.ticket_id, int(d.granted),
                 d.reason, d.detail, None if scan.passed is None else int(scan.passed),
-                scan.upload,
+                scan.upload, "pending" if scan.awaiting_gate else None,
             ))
             if usage is not None and scan.source is not None:
                 conn.execute(_UPSERT_USAGE, (
@@ -145,23 +178,74 @@ class Journal(PeerUsageMixin):
                 ))
         return int(cur.lastrowid or 0)
 
+    def record_outcome(self, scan_id: int, outcome: str, note: str = "") -> None:
+        """Note what the gate did after a grant (``opened`` or ``unknown``).
+
+        Costs no write of its own: it is written in the next scan's
+        transaction, or by :meth:`flush_outcomes` when the gate is idle. If
+        the process ends first, the next start settles the row as
+        ``unknown``, which is then the truth as far as the journal knows.
+        """
+        with self._wlock:
+            self._outcomes[scan_id] = (outcome, note)
+
+    def flush_outcomes(self) -> None:
+        """Write the outcomes :meth:`record_outcome` noted (the decision worker, when idle)."""
+        with self._wlock:
+            if self._outcomes:
+                with write_transaction(self.conn) as conn:
+                    self._write_outcomes(conn)
+
+    def _write_outcomes(self, conn: sqlite3.Connection) -> None:
+        conn.executemany("UPDATE scans SET outcome = ?, detail = detail || ? WHERE id = ?",
+                         [(o, note, i) for i, (o, note) in self._outcomes.items()])
+        self._outcomes.clear()
+
     def record_passage(self, scan_id: int, passed: bool, restore: Usage | None = None,
                        source: str | None = None, barcode: str | None = None) -> None:
-        """Note whether the arm turned; if not, put the ticket's usage back (annul)."""
-        with write_transaction(self.conn) as conn:
+        """Note whether the arm turned; if not, annul the admission.
+
+        Not passed: the ticket's usage is put back, and the admission is
+        never uploaded (``local``, with a note). No cloud has heard of it yet:
+        the drain holds a grant back until this outcome is written, and the
+        online checks use nothing upstream.
+        """
+        with self._wlock, write_transaction(self.conn) as conn:
             conn.execute(
-                "UPDATE scans SET passed = ?, detail = detail || ? WHERE id = ?",
-                (int(passed), "" if passed else " (not passed)", scan_id),
+                "UPDATE scans SET passed = ?, outcome = ?, detail = detail || ? WHERE id = ?",
+                (int(passed), "passed" if passed else "not passed",
+                 "" if passed else " (not passed)", scan_id),
             )
-            if not passed and restore is not None and source is not None and barcode is not None:
+            if passed:
+                return
+            conn.execute(
+                "UPDATE scans SET upload = 'local', upload_note = ? "
+                "WHERE id = ? AND upload = 'pending'", (NOTE_NOT_UPLOADED, scan_id))
+            if restore is not None and source is not None and barcode is not None:
                 conn.execute(_UPSERT_USAGE, (
                     barcode, source, restore.entries, restore.exits, int(restore.inside),
                     restore.first_used, time.time(),
                 ))
 
+    def settle_unfinished(self) -> int:
+        """At start-up: grants whose gate outcome never came become ``unknown``.
+
+        The rule: the process ended between the journal's commit and the
+        relay (or right after it), so nobody can say whether someone
+        passed. The ticket's usage is KEPT and the admission is uploaded
+        as usual: giving it back could let a second person in on the same
+        ticket, while a guest wrongly counted is seen by staff (``scans``
+        shows the row as ``unknown``) and let through by hand.
+        """
+        with self._wlock, write_transaction(self.conn) as conn:
+            cur = conn.execute(
+                "UPDATE scans SET outcome = 'unknown', detail = detail || ? "
+                "WHERE outcome = 'pending'", (NOTE_SETTLED,))
+        return cur.rowcount
+
     def log_event(self, kind: str, detail: str = "", at: float | None = None) -> None:
         """Journal a gate event that is not a scan (fire alarm, manual open, start)."""
-        with self.conn:
+        with self._wlock, self.conn:
             self.conn.execute("INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)",
                               (time.time() if at is None else at, kind, detail))
 
@@ -180,7 +264,8 @@ class Journal(PeerUsageMixin):
     def pending(self, source: str) -> tuple[int, float | None]:
         """How many rows of *source* wait for upload, and when the oldest was scanned."""
         n, oldest = self.conn.execute(
-            "SELECT COUNT(*), MIN(at) FROM scans WHERE upload = 'pending' AND source = ?",
+            "SELECT COUNT(*), MIN(at) FROM scans WHERE upload = 'pending' AND source = ? "
+            f"AND {UPLOADABLE}",
             (source,)).fetchone()
         return int(n), oldest
 
@@ -189,12 +274,13 @@ class Journal(PeerUsageMixin):
         with write_transaction(self.conn) as conn:
             first = conn.execute(
                 "SELECT event FROM scans WHERE upload = 'pending' AND source = ? "
-                "ORDER BY id LIMIT 1", (source,)).fetchone()
+                f"AND {UPLOADABLE} ORDER BY id LIMIT 1", (source,)).fetchone()
             if first is None:
                 return []
             rows = list(self.db.query(
                 "SELECT * FROM scans WHERE upload = 'pending' AND source = ? "
-                "AND event IS ? ORDER BY id LIMIT ?", (source, first[0], limit)))
+                f"AND event IS ? AND {UPLOADABLE} ORDER BY id LIMIT ?",
+                (source, first[0], limit)))
             conn.executemany(
                 "UPDATE scans SET upload = 'inflight', attempts = attempts + 1 "
                 "WHERE id = ? AND upload = 'pending'", [(r["id"],) for r in rows])
@@ -263,6 +349,12 @@ class Journal(PeerUsageMixin):
         """When the newest journaled scan was decided (None: no scan yet)."""
         row = self.conn.execute("SELECT at FROM scans ORDER BY id DESC LIMIT 1").fetchone()
         return None if row is None else float(row[0])
+
+    def last_event(self, kind: str) -> dict[str, Any] | None:
+        """The newest event of *kind* (e.g. whether an emergency hold is on)."""
+        rows = list(self.db.query(
+            "SELECT * FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,)))
+        return rows[0] if rows else None
 
     def counts(self) -> dict[str, int]:
         """How many scans are in each upload state."""

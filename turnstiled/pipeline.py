@@ -9,6 +9,7 @@ moves the gate only after the journal's commit has returned.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
@@ -80,6 +81,8 @@ class ScanPipeline:
         self.online = online
         self.uploaders = uploaders or {}
         self.journal_alarm: str | None = None
+        self.decision_alarm: str | None = None
+        self.gate_alarm: str | None = None
         # The venue mesh's link (mesh.MeshClient), set by the daemon: only
         # asked whether it is partitioned; never waited on.
         self.mesh_link: Any = None
@@ -145,7 +148,7 @@ class ScanPipeline:
         elif self.debouncer.seen(f"{scanner}\x00{norm.text}", mono):
             return None  # before any lookup: a repeat must not ask a cloud again
         else:
-            ev = self._decide(norm.text, direction, now)
+            ev = self._decide_or_deny(norm.text, direction, now)
         t = ev.ticket
         # The journal keeps this gate's own usage; peers' stays in their events.
         own = ev.local if ev.local is not None else ev.usage
@@ -157,26 +160,20 @@ class ScanPipeline:
             upload = "pending"  # the drain registers it upstream, from the journal
         else:
             upload = "local"
+        granted = ev.decision.granted
         try:
             scan_id = self.journal.record(
                 Scan(now, self.cfg.gate.id, scanner, direction, ev.barcode, ev.decision,
-                     source, t.event if t else None, t.ticket_id if t else None, None, upload),
-                new_usage if ev.decision.granted else None,
+                     source, t.event if t else None, t.ticket_id if t else None, None, upload,
+                     awaiting_gate=granted and self.gate is not None),
+                new_usage if granted else None,
             )
         except sqlite3.Error as exc:
             return self._unjournaled(ev, scanner, exc)
         if self.journal_alarm is not None:
             logger.warning("journal writable again; alarm cleared")
             self.journal_alarm = None
-        passed: bool | None = None
-        if self.gate is not None:
-            if ev.decision.granted:
-                self.gate.grant(until_passage=True)
-                if self.gate.has_passage_sensor:
-                    passed = self.gate.wait_passage()
-                    self.journal.record_passage(scan_id, passed, own, source, ev.barcode)
-            else:
-                self.gate.deny()
+        passed = self._move_gate(scan_id, ev, own, source) if self.gate is not None else None
         logger.info(
             "scan %s at %s: %s (%s)", mask(ev.barcode), scanner,
             "GRANTED" if ev.decision.granted else "DENIED", ev.decision.reason,
@@ -188,6 +185,55 @@ class ScanPipeline:
         if self.on_outcome is not None:
             self.on_outcome(outcome)
         return outcome
+
+    def _decide_or_deny(self, text: str, direction: str, now: float) -> Evaluation:
+        """Decide; a decision that fails (e.g. an unexpected cache layout) is a denial.
+
+        The denial is journaled like any other, with reason ``error``, and
+        the failure stays an alarm until a decision succeeds again.
+        """
+        try:
+            ev = self._decide(text, direction, now)
+        except Exception as exc:
+            what = f"{type(exc).__name__}: {exc}"[:200]
+            if self.decision_alarm is None:
+                logger.exception("decision failed; denying")
+            self.decision_alarm = f"decisions failing: {what}"
+            return Evaluation(text, direction, rules.Decision(False, rules.ERROR, what),
+                              None, Usage())
+        if self.decision_alarm is not None:
+            logger.warning("decisions work again; alarm cleared")
+            self.decision_alarm = None
+        return ev
+
+    def _move_gate(self, scan_id: int, ev: Evaluation, own: Usage,
+                   source: str | None) -> bool | None:
+        """Open or deny after the journal's commit; journal what the gate did.
+
+        A gate error ends any pulse (the arm locks unless held free), raises
+        the gate alarm and settles the grant as ``unknown``.
+        """
+        assert self.gate is not None and self.journal is not None
+        passed: bool | None = None
+        try:
+            if not ev.decision.granted:
+                self.gate.deny()
+                return None
+            self.gate.grant(until_passage=True)
+            if self.gate.has_passage_sensor:
+                passed = self.gate.wait_passage()
+                self.journal.record_passage(scan_id, passed, own, source, ev.barcode)
+            else:
+                self.journal.record_outcome(scan_id, "opened")
+            self.gate_alarm = None
+        except Exception as exc:
+            logger.exception("gate failed after scan #%d; arm back to idle", scan_id)
+            self.gate_alarm = f"gate failed: {type(exc).__name__}: {exc}"[:200]
+            self.gate.fail_safe()
+            if ev.decision.granted and passed is None:
+                with contextlib.suppress(sqlite3.Error):
+                    self.journal.record_outcome(scan_id, "unknown", " (gate error)")
+        return passed
 
     def _unjournaled(self, ev: Evaluation, scanner: str, exc: sqlite3.Error) -> Outcome:
         """The journal cannot be written (disk full, I/O error): apply the policy.

@@ -27,11 +27,12 @@ REENTRY_NOT_ALLOWED = "reentry_not_allowed"
 SOURCE_ERROR = "source_error"  # an online source refused us or is misconfigured: an alarm
 VENUE_FULL = "venue_full"
 MESH_PARTITIONED = "mesh_partitioned"
+ERROR = "error"  # the decision itself failed (e.g. an unreadable cache): denied
 
 DENY_REASONS = (
     UNKNOWN, UNREADABLE, INVALID, CANCELLED, WRONG_EVENT, WRONG_ZONE,
     NOT_YET_VALID, EXPIRED, ALREADY_USED, ALREADY_INSIDE, REENTRY_NOT_ALLOWED, SOURCE_ERROR,
-    VENUE_FULL, MESH_PARTITIONED,
+    VENUE_FULL, MESH_PARTITIONED, ERROR,
 )
 
 STATUSES = ("valid", "invalid", "cancelled", "used")
