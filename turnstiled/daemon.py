@@ -1,9 +1,11 @@
 """The daemon: wires scanners -> pipeline -> journal -> gate, and talks to systemd.
 
-Threads: one per scanner (reading frames), one decision worker (the only
-writer of the journal, so scans are decided strictly one after another),
-the control socket, and the main thread, which waits for SIGTERM/SIGINT
-and pings the watchdog while the worker shows progress.
+Threads: one per scanner (reading frames), one decision worker (it
+decides scans strictly one after another and journals the fire-alarm
+events gpiozero reports), the control socket (technician commands are
+journaled on the same journal connection, before the relay moves), and
+the main thread, which waits for SIGTERM/SIGINT and pings the watchdog
+while the worker shows progress.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gpiozero.pins import Factory
@@ -34,6 +37,7 @@ from turnstiled.gate import Gate
 from turnstiled.journal import Journal
 from turnstiled.online import OnlineChecker
 from turnstiled.pipeline import Outcome, ScanPipeline
+from turnstiled.timeutil import iso
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +45,16 @@ SWITCH_INTERVAL_S = 0.0005
 CLOUD_ALLOWANCE_S = 120.0  # a request times out long before this
 EX_CONFIG = 78  # sysexits: configuration error (systemd: RestartPreventExitStatus)
 _STOP = object()
+IDLE_FLUSH_S = 0.5  # an idle decision worker writes the gate's outcomes this soon
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    """A gate event for the decision worker to journal (fire alarm)."""
+
+    kind: str
+    detail: str
+    at: float
 
 
 class Scanner(Protocol):
@@ -79,7 +93,12 @@ class Daemon:
         self.stopping = threading.Event()
         self.cache = Cache(cfg.paths.cache_db)
         self.journal = Journal(cfg.paths.journal_db)
-        self.gate = Gate(cfg.hardware, pin_factory, on_fire_alarm=self._fire_alarm)
+        last = self.journal.last_event("emergency")
+        emergency = last is not None and last["detail"].startswith("on")
+        if emergency:
+            logger.warning("emergency hold still on (%s): arm held free", last["detail"])
+        self.gate = Gate(cfg.hardware, pin_factory, on_fire_alarm=self._fire_alarm,
+                         emergency=emergency)
         self.backends = make_backends(cfg.sources)
         self.online = OnlineChecker(self.backends)
         # Sync and drain run in a child process (see cloud.py); the backends
@@ -88,6 +107,7 @@ class Daemon:
         self.pipeline = ScanPipeline(cfg, self.cache, self.journal, self.gate,
                                      on_outcome=self._outcome, online=self.online,
                                      uploaders={b.name: b for b in self.backends})
+        self.last_frame: dict[str, float] = {}
         self.scanners: list[Scanner] = [
             make_scanner(sc, self._frame_sink(sc)) for sc in cfg.scanner]
         self.last_scan_at: float | None = None
@@ -100,6 +120,7 @@ class Daemon:
             "status": lambda _req: self.status(), "open": self._cmd_open,
             "hold": self._cmd_hold, "release": self._cmd_release,
             "fleet": lambda _req: {"fleet": self.mesh.fleet() if self.mesh else None},
+            "emergency": self._cmd_emergency, "test": self._cmd_test,
             "sync": lambda req: {"sources": self.cloud.request_sync(bool(req.get("full")))
                                  if self.cloud else []},
         })
@@ -111,6 +132,12 @@ class Daemon:
         # the interpreter within half a millisecond, not the default 5 ms.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.journal.log_event("start", f"gate {self.cfg.gate.id}")
+        settled = self.journal.settle_unfinished()
+        if settled:
+            logger.warning("%d granted scan(s) had no gate outcome (the last run ended "
+                           "between journal and relay): settled as unknown, usage kept",
+                           settled)
+            self.journal.log_event("settled", f"{settled} grant(s) with unknown outcome")
         # The worker beats at least every second; waiting for the arm to turn
         # (passage_timeout_s) is progress too, not a hang.
         self.heartbeats.register("decide", 5.0 + self.cfg.hardware.passage_timeout_s)
@@ -140,7 +167,7 @@ class Daemon:
         if self.stopping.is_set():
             return
         self.stopping.set()
-        self.gate.safe_idle()
+        self.gate.idle()
         stoppers = [threading.Thread(target=s.stop, kwargs={"timeout": 1.0}, daemon=True)
                     for s in self.scanners]
         for t in stoppers:
@@ -167,6 +194,7 @@ class Daemon:
     # -- the scan path ---------------------------------------------------
     def _frame_sink(self, sc: ScannerSettings) -> Callable[[bytes, float], None]:
         def sink(raw: bytes, t_read: float) -> None:
+            self.last_frame[sc.name] = time.time()
             self.queue.put((raw, sc.name, sc.direction, t_read))
         return sink
 
@@ -175,23 +203,40 @@ class Daemon:
         self.queue.put((raw, scanner, direction, time.monotonic()))
 
     def _work(self) -> None:
+        """The decision loop: it never dies on an error, and leaves the arm safe."""
         while True:
             try:
-                item = self.queue.get(timeout=1.0)
+                item = self.queue.get(timeout=IDLE_FLUSH_S)
             except queue.Empty:
                 self.heartbeats.beat("decide")
+                self._flush_outcomes()
                 continue
             self.heartbeats.beat("decide")
             if item is _STOP:
+                self._flush_outcomes()
                 return
-            raw, scanner, direction, t_read = item
+            if self.stopping.is_set() and not isinstance(item, _Event):
+                continue  # frames still queued at a stop are not decided
             try:
-                self.pipeline.handle(raw, scanner, direction, t_read)
+                self._work_one(item)
             except Exception:
-                # The journal commit failed or the gate raised: never open blind.
-                logger.exception("scan from %s could not be processed; gate stays locked",
-                                 scanner)
-                self.gate.deny()
+                # Whatever failed (journal, gate, a thread that could not start),
+                # the arm goes back to idle and the loop goes on.
+                logger.exception("decision worker: item could not be processed; gate idle")
+                self.gate.fail_safe()
+
+    def _flush_outcomes(self) -> None:
+        try:
+            self.journal.flush_outcomes()
+        except Exception as exc:  # the next scan's transaction tries again
+            logger.warning("cannot journal the gate's outcomes yet: %s", exc)
+
+    def _work_one(self, item: Any) -> None:
+        if isinstance(item, _Event):
+            self.journal.log_event(item.kind, item.detail, at=item.at)
+            return
+        raw, scanner, direction, t_read = item
+        self.pipeline.handle(raw, scanner, direction, t_read)
 
     def _outcome(self, outcome: Outcome) -> None:
         # Called after the relay moved: only now may the mesh hear of it.
@@ -202,17 +247,10 @@ class Daemon:
         if self._on_outcome is not None:
             self._on_outcome(outcome)
 
-    def _fire_alarm(self, active: bool) -> None:
-        self._log_event("fire_alarm", "active" if active else "cleared")
-
-    def _log_event(self, kind: str, detail: str) -> None:
-        # Called from gpiozero's and the control socket's threads: the worker's
-        # connection is its own, so use a short-lived one (SQLite serialises).
-        journal = Journal(self.cfg.paths.journal_db)
-        try:
-            journal.log_event(kind, detail)
-        finally:
-            journal.close()
+    def _fire_alarm(self, active: bool, at: float) -> None:
+        # gpiozero's callback thread: the relay has already moved (gate.py);
+        # the decision worker journals the event, the one writer of scans.
+        self.queue.put(_Event("fire_alarm", "active" if active else "cleared", at))
 
     # -- control commands ------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -254,25 +292,55 @@ class Daemon:
         out.update(self.online.alarms())
         if self.pipeline.journal_alarm:
             out["journal"] = self.pipeline.journal_alarm
+        if self.pipeline.decision_alarm:
+            out["decision"] = self.pipeline.decision_alarm
+        if self.pipeline.gate_alarm:
+            out["gate"] = self.pipeline.gate_alarm
         if self.gate.fire_alarm:
             out["fire_alarm"] = "active: arm held free"
+        if self.gate.emergency:
+            out["emergency"] = "on: arm held free (turnstilectl emergency off)"
         return out
 
+    # Technician commands: journaled first (the operator is the login name of
+    # the client's uid, from the socket's peer credentials), then the relay.
+    def _technician(self, req: dict[str, Any], kind: str, detail: str = "") -> str:
+        who = str(req.get("operator") or "unknown")[:64]
+        self.journal.log_event(kind, f"{detail} by {who}".strip())
+        return who
+
     def _cmd_open(self, req: dict[str, Any]) -> dict[str, Any]:
-        who = str(req.get("by", "technician"))[:64]
+        self._technician(req, "manual_open")
         self.gate.grant()
-        self._log_event("manual_open", who)
         return {"gate": self.gate.state()}
 
     def _cmd_hold(self, req: dict[str, Any]) -> dict[str, Any]:
+        self._technician(req, "hold_open")
         self.gate.hold_open(True)
-        self._log_event("hold_open", str(req.get("by", "technician"))[:64])
         return {"gate": self.gate.state()}
 
     def _cmd_release(self, req: dict[str, Any]) -> dict[str, Any]:
+        self._technician(req, "release")
         self.gate.hold_open(False)
-        self._log_event("release", str(req.get("by", "technician"))[:64])
         return {"gate": self.gate.state()}
+
+    def _cmd_emergency(self, req: dict[str, Any]) -> dict[str, Any]:
+        on = req.get("state")
+        if on not in ("on", "off"):
+            raise ValueError("emergency needs 'on' or 'off'")
+        self._technician(req, "emergency", on)
+        self.gate.set_emergency(on == "on")
+        return {"gate": self.gate.state()}
+
+    def _cmd_test(self, req: dict[str, Any]) -> dict[str, Any]:
+        if self.gate.holds():
+            raise ValueError(f"test refused: arm held free ({', '.join(self.gate.holds())})")
+        self._technician(req, "test")
+        steps = self.gate.self_test()
+        return {"steps": steps, "gate": self.gate.state(),
+                "scanners": [{"name": s.name, "connected": s.connected,
+                              "last_frame_at": iso(self.last_frame.get(s.name))}
+                             for s in self.scanners]}
 
 
 def run(cfg: Config, pin_factory: Factory | None = None) -> int:
