@@ -384,3 +384,16 @@ def test_the_daemon_registers_from_its_journal_and_status_shows_the_source(
     assert j.counts() == {"confirmed": 1, "local": 1}
     j.close()
     assert used(ce, code) == 1
+
+
+def test_a_base_url_missing_the_deployment_prefix_is_an_alarm(tmp_path):
+    with start_emulator("chapterevents", tickets=5, seed=8, prefix="bittan") as e:
+        right = OnlineChecker([backend(e)])
+        code = code_with(e)
+        assert right.check(code).ticket.barcode == code
+        wrong = OnlineChecker([backend(e, base_url=e.base_url.removesuffix("/bittan"),
+                                       offline_policy="admit-and-journal")])
+        assert wrong.check(code).verdict.reason == rules.SOURCE_ERROR
+        assert "HTML page" in wrong.alarms()["online:chapterevents"]
+        right.close()
+        wrong.close()

@@ -107,17 +107,21 @@ class OnlineChecker:
                 continue
             except BackendError as exc:
                 alarm = alarm_of(exc)
+                if alarm is not None and alarm != health.alarm:  # once, not every scan
+                    logger.error("%s online check: %s (%s): scans are denied until it "
+                                 "answers", backend.name, exc, alarm)
                 health.failed(str(exc), alarm)
                 if alarm is None:
                     self._warn("%s online check failed: %s", backend.name, exc)
                     offline = offline or backend.offline_answer(barcode)
                     miss = miss or OnlineAnswer(None, note=f"{backend.name} offline: {exc}")
                 else:
-                    logger.error("%s online check: %s (%s): scan denied", backend.name, exc,
-                                 alarm)
                     error = error or OnlineAnswer(None, Decision(
                         False, rules.SOURCE_ERROR, f"{backend.name} {alarm}: {exc}"))
                 continue
+            if health.alarm is not None:
+                logger.warning("%s online check answers again: alarm %s cleared", backend.name,
+                               health.alarm)
             health.answered()
             if answer.ticket is not None:
                 return answer

@@ -246,3 +246,14 @@ def test_the_nonatomic_increment_lets_parallel_uses_all_read_zero(start):
     assert final - 1 in reads
     assert (final == 3) == (len(set(reads)) == 3)
     assert len(emu.records.all("validation", external_id=ext)) == 3
+
+
+def test_a_deployment_prefix_moves_every_route(start):
+    emu = start("chapterevents", tickets=5, seed=4, prefix="/bittan/api/")
+    assert emu.base_url.endswith("/bittan/api")
+    ext, pw = paid(emu), emu.credentials["password"]
+    assert validate(emu, external_id=ext, password=pw, use_ticket=False).status_code == 200
+    root = emu.base_url.removesuffix("/bittan/api")
+    r = HTTP.put(f"{root}/validate_ticket/", json={"external_id": ext, "password": pw,
+                                                   "use_ticket": False})
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")

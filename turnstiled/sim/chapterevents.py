@@ -19,7 +19,8 @@ admits when ``status == "PAID"`` and ``times_used == 0``.
 
 Routing is Django's: a known path without its trailing slash answers 301
 to the slashed one, an unknown path an HTML 404 page, a wrong method 405
-with ``Allow``.
+with ``Allow``. ``prefix`` puts every route under a deployment's URL
+prefix (``prefix="bittan/api"``: ``/bittan/api/validate_ticket/``).
 
 Also ``GET /get_chapterevents/`` (events whose ``sales_stop_at`` has not
 passed, with ``tickets_left`` and their ticket types), ``POST
@@ -161,7 +162,9 @@ class ChapterEventsEmulator(Emulator):
     name = "chapterevents"
 
     def __init__(self, *, extended_statuses: bool = False, nonatomic_use_s: float = 0.0,
-                 **kwargs: Any) -> None:
+                 prefix: str = "", **kwargs: Any) -> None:
+        # The deployment's URL prefix (the real server's BITTAN_BACKEND_URL path).
+        self.base_path = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.extended_statuses = extended_statuses
         self.nonatomic_use_s = nonatomic_use_s
         self.sessions: dict[str, dict[str, Any]] = {}
@@ -170,10 +173,11 @@ class ChapterEventsEmulator(Emulator):
     def setup(self, tickets: int) -> ChapterEventsState:
         self.password = "val-" + seed.code(self.rng, 12).lower()
         state = ChapterEventsState(self, tickets, self.extended_statuses)
-        self.route("PUT", "/validate_ticket/", self._validate)
-        self.route("GET", "/get_chapterevents/", self._events)
-        self.route("POST", "/reserve_ticket/", self._reserve)
-        self.route("POST", "/start_payment/", self._payment)
+        for method, path, fn in (("PUT", "/validate_ticket/", self._validate),
+                                 ("GET", "/get_chapterevents/", self._events),
+                                 ("POST", "/reserve_ticket/", self._reserve),
+                                 ("POST", "/start_payment/", self._payment)):
+            self.route(method, self.base_path + path, fn)
         return state
 
     @property
