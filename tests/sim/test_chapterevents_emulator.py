@@ -257,3 +257,16 @@ def test_a_deployment_prefix_moves_every_route(start):
     r = HTTP.put(f"{root}/validate_ticket/", json={"external_id": ext, "password": pw,
                                                    "use_ticket": False})
     assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+
+
+def test_command_line_options_reach_the_emulator():
+    from turnstiled.sim.__main__ import parser
+    from turnstiled.sim.__main__ import start as start_cli
+    emus = start_cli(parser().parse_args(["chapterevents", "--tickets", "3",
+                                          "--chapterevents-prefix", "bittan",
+                                          "--nonatomic-use", "0.1"]))
+    try:
+        assert emus[0].base_url.endswith("/bittan") and emus[0].nonatomic_use_s == 0.1
+    finally:
+        for e in emus:
+            e.stop()

@@ -63,6 +63,11 @@ def parser() -> argparse.ArgumentParser:
                          "second answer)")
     ap.add_argument("--sync-interval", type=int, default=15,
                     help="vivenu: the device's ticketSyncInterval (5, 15, ... 900)")
+    ap.add_argument("--chapterevents-prefix", default="", metavar="PATH",
+                    help="chapter-event: the deployment's URL prefix (e.g. bittan/api)")
+    ap.add_argument("--nonatomic-use", type=float, default=0.0, metavar="SECONDS",
+                    help="chapter-event: read and save times_used this far apart, so "
+                         "parallel uses of one code can all read 0 (as the real server)")
     ap.add_argument("--json", action="store_true", help="one JSON object per emulator line")
     ap.add_argument("--log-level", default="WARNING", help="e.g. INFO to see every fault added")
     return ap
@@ -70,7 +75,9 @@ def parser() -> argparse.ArgumentParser:
 
 def start(args: argparse.Namespace) -> list[Emulator]:
     options = {"crowdmanager": {"strings": args.strings},
-               "vivenu": {"sync_interval": args.sync_interval}}
+               "vivenu": {"sync_interval": args.sync_interval},
+               "chapterevents": {"prefix": args.chapterevents_prefix,
+                                 "nonatomic_use_s": args.nonatomic_use}}
     common = {"tickets": args.tickets, "seed": args.seed, "host": args.host, "now": args.now}
     if args.which == "all":
         return start_all(port_base=args.port_base, faults=args.fault, options=options,
