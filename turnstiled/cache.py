@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlite_utils
 
+from turnstiled.datafiles import ensure_cache
 from turnstiled.db import connect, write_transaction
 from turnstiled.rules import Ticket
 
@@ -88,17 +89,16 @@ class Cache:
         self.path = Path(path)
         if not readonly:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Disposable by design: a corrupt, foreign or older file is moved
+            # aside and rebuilt, keeping the imported guest list (datafiles.py).
+            if str(path) != ":memory:":
+                ensure_cache(self.path)
         self.conn = connect(self.path, readonly)
         self.db = sqlite_utils.Database(self.conn)
         if not readonly:
             self.db.enable_wal()
-            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-            if version != SCHEMA_VERSION:
-                # Disposable by design: an older layout is dropped and synced again.
-                self.conn.executescript("DROP TABLE IF EXISTS tickets; "
-                                        "DROP TABLE IF EXISTS sources;")
-                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self.conn.executescript(SCHEMA)
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.conn.execute("PRAGMA synchronous=NORMAL")
 
     def close(self) -> None:

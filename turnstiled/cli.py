@@ -49,7 +49,8 @@ def cmd_import(cfg: Config, args: argparse.Namespace) -> int:
             n = cache.replace_source(importer.SOURCE, tickets)
         else:
             n = cache.upsert(tickets)
-        cache.mark_sync(importer.SOURCE, full=args.replace, ok=True)
+        # "idle" also clears the re-import alarm of a rebuilt cache (datafiles.py).
+        cache.mark_sync(importer.SOURCE, full=args.replace, ok=True, state="idle")
     finally:
         cache.close()
     mode = "replaced the local list with" if args.replace else "imported"

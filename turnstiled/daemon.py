@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from gpiozero.pins import Factory
 
 from turnstiled import config as config_mod
-from turnstiled import logs, preflight, sdnotify
+from turnstiled import datafiles, logs, preflight, sdnotify
 from turnstiled.backends import make_backends
 from turnstiled.cache import Cache
 from turnstiled.cloud import CloudProcess
@@ -300,6 +300,9 @@ class Daemon:
             out["fire_alarm"] = "active: arm held free"
         if self.gate.emergency:
             out["emergency"] = "on: arm held free (turnstilectl emergency off)"
+        cache = datafiles.cache_alarm(self.cfg.paths.cache_db)
+        if cache:
+            out["cache"] = cache
         return out
 
     # Technician commands: journaled first (the operator is the login name of
@@ -389,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_mod.load(args.config)
     except ConfigError as exc:
         return refuse(str(exc))
-    found = preflight.problems(cfg)
+    found = preflight.problems(cfg, checking=args.check)
     if found:
         return refuse(found[0])
     if args.check:

@@ -31,6 +31,10 @@ class SettingError(TurnstileError, ValueError):
         super().__init__(f"{key}: {message}")
 
 
+class DataFileError(TurnstileError, OSError):
+    """The data directory or the journal cannot be used: start-up stops (exit 78)."""
+
+
 class ImportFileError(TurnstileError, ValueError):
     """A guest-list file could not be imported; nothing of it was imported."""
 

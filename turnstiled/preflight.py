@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from importlib.metadata import entry_points
 
 from turnstiled.config import Config
+from turnstiled.datafiles import check_data_dir, check_journal
+from turnstiled.errors import DataFileError
 
 # gpiozero's own order of preference when GPIOZERO_PIN_FACTORY is unset.
 # Its last resort, "native", is left out: it cannot drive a Pi 5 and warns
@@ -51,13 +53,22 @@ def pin_factory_problem(env: Mapping[str, str] = os.environ) -> str | None:
     return f"no GPIO library for gpiozero's pin factory: {INSTALL_LGPIO}"
 
 
-def problems(cfg: Config, env: Mapping[str, str] = os.environ) -> list[str]:
-    """Everything that stops start-up, each as one line."""
-    out = []
+def problems(cfg: Config, env: Mapping[str, str] = os.environ, *,
+             checking: bool = False) -> list[str]:
+    """Everything that stops start-up, each as one line.
+
+    *checking*: for ``--check``, which may run as another user than the
+    service's and must change nothing (see :func:`check_data_dir`).
+    """
     factory = pin_factory_problem(env)
     if factory:
-        out.append(factory)
-    return out
+        return [factory]  # before the data directory is created
+    try:
+        check_data_dir(cfg.paths.data_dir, as_other_user=checking)
+        check_journal(cfg.paths.journal_db, as_other_user=checking)
+    except DataFileError as exc:
+        return [str(exc)]
+    return []
 
 
 def warnings(cfg: Config) -> list[str]:
