@@ -15,6 +15,9 @@ pkg-config --exists libsystemd 2>/dev/null || need_apt+=(libsystemd-dev)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)  # tests/test_unit.py
 # the venue mesh's broker: the mesh tests, the bench and `scripts/demo --gates N` run one
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+# promtool validates monitoring/turnstiled-alerts.yml (tests/test_monitoring.py); Debian
+# ships it only in the server package (~19 MB download): worth it to test the rules for real
+command -v promtool >/dev/null || need_apt+=(prometheus)
 python3 -c 'import sysconfig,os,sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"],"Python.h")))' 2>/dev/null || need_apt+=(python3-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "turnstiled: installing system packages: ${need_apt[*]}" >&2

@@ -75,7 +75,8 @@ def _child(cfg: Config, conn: Connection, parent: int) -> None:
                 "progress": {k: time.monotonic() - v for k, v in progress.items()},
                 "sources": {n: {"last_full": st.last_full, "alarm": st.alarm,
                                 "failures": st.failures} for n, st in syncer.sources.items()},
-                "drains": {n: {"sent": st.sent, "alarm": st.alarm, "last_error": st.last_error}
+                "drains": {n: {"sent": st.sent, "alarm": st.alarm, "last_error": st.last_error,
+                               "failures": dict(st.failures_by_kind)}
                            for n, st in drainer.states.items()},
             })
     except (EOFError, OSError, KeyboardInterrupt):

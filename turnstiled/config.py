@@ -154,6 +154,40 @@ class LogSettings:
     target: Literal["auto", "journald", "stderr"] = "auto"
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPV6]:PORT`` -> (host, port); ValueError if it is neither.
+
+    The host is required: a technician decides what the LAN sees
+    (``0.0.0.0`` must be written out). Port 0 picks a free port.
+    """
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("write an IPv6 address in brackets: [::1]:9847")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("expected HOST:PORT with an explicit address, e.g. 127.0.0.1:9847")
+    return host, int(port)
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus metrics: an HTTP endpoint and/or node_exporter's textfile collector."""
+
+    listen: str = ""
+    textfile_dir: str = ""
+    textfile_interval_s: float = 15.0
+
+    def __post_init__(self) -> None:
+        if self.listen:
+            try:
+                parse_listen(self.listen)
+            except ValueError as exc:
+                raise SettingError("listen", f"{exc}, got {self.listen!r}") from None
+        if self.textfile_interval_s <= 0:
+            raise SettingError("textfile_interval_s", "must be more than 0 seconds")
+
+
 @dataclass(frozen=True)
 class MeshSettings:
     """The venue mesh: an MQTT broker shared by every gate of one venue."""
@@ -199,6 +233,7 @@ class Config:
     scanner: tuple[ScannerSettings, ...] = ()
     sources: dict[str, Any] = field(default_factory=dict)
     mesh: MeshSettings | None = None
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
 
 def source_schemas() -> dict[str, type]:
@@ -243,7 +278,8 @@ def _parse(data: bytes, path: str) -> dict[str, Any]:
 
 def from_dict(raw: dict[str, Any], path: str = "<dict>") -> Config:
     """Validate an already-parsed TOML document."""
-    known = {"gate", "hardware", "paths", "log", "journal", "scanner", "sources", "mesh"}
+    known = {"gate", "hardware", "paths", "log", "journal", "scanner", "sources", "mesh",
+             "metrics"}
     for key in raw:
         if key not in known:
             raise ConfigError(path, key, f"unknown section (known: {', '.join(sorted(known))})")
@@ -292,6 +328,7 @@ def from_dict(raw: dict[str, Any], path: str = "<dict>") -> Config:
         scanner=scanners,
         sources=sources,
         mesh=mesh,
+        metrics=_build(MetricsSettings, raw.get("metrics", {}), "metrics", path),
     )
 
 

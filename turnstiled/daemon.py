@@ -116,6 +116,11 @@ class Daemon:
             from turnstiled.mesh import MeshClient  # paho only where a mesh is configured
             self.mesh = MeshClient(cfg, self.figures)
             self.pipeline.mesh_link = self.mesh
+        self.metrics = None
+        if cfg.metrics.listen or cfg.metrics.textfile_dir:
+            from turnstiled.metrics import Metrics  # prometheus_client only where asked
+            self.metrics = Metrics(cfg, self.status,
+                                   self.cloud.status if self.cloud is not None else None)
         self.control = ControlServer(cfg.paths.control_socket, {
             "status": lambda _req: self.status(), "open": self._cmd_open,
             "hold": self._cmd_hold, "release": self._cmd_release,
@@ -149,6 +154,8 @@ class Daemon:
         for s in self.scanners:
             s.start()
         self.control.start()
+        if self.metrics is not None:
+            self.metrics.start()
         for line in preflight.warnings(self.cfg):
             logger.warning("%s", line)
         logger.info("gate %s ready with %d scanner(s)", self.cfg.gate.id, len(self.scanners))
@@ -170,6 +177,8 @@ class Daemon:
         self.gate.idle()
         stoppers = [threading.Thread(target=s.stop, kwargs={"timeout": 1.0}, daemon=True)
                     for s in self.scanners]
+        if self.metrics is not None:
+            stoppers.append(threading.Thread(target=self.metrics.stop, daemon=True))
         for t in stoppers:
             t.start()
         self.control.stop()
@@ -242,6 +251,11 @@ class Daemon:
         # Called after the relay moved: only now may the mesh hear of it.
         self.recent.appendleft(outcome)
         self.last_scan_at = time.time()
+        if self.metrics is not None:
+            try:
+                self.metrics.observe(outcome)
+            except Exception:  # metrics may die; the decision thread must not
+                logger.exception("metrics: cannot count a scan")
         if self.mesh is not None:
             self.mesh.notify()
         if self._on_outcome is not None:
@@ -271,6 +285,7 @@ class Daemon:
             "online": self.online.status(),
             "queue": self.queue.qsize(),
             "mesh": self.mesh.state() if self.mesh is not None else None,
+            "metrics": self.metrics.state() if self.metrics is not None else None,
         }
 
     def figures(self, cache: Cache | None, journal: Journal | None) -> dict[str, Any]:

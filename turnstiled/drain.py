@@ -19,11 +19,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from turnstiled.backends.base import Backend, BackendError, Rejected, UploadScan
+from turnstiled.backends.base import (
+    AuthError,
+    Backend,
+    BackendError,
+    Rejected,
+    UpgradeRequired,
+    UploadScan,
+)
 from turnstiled.journal import Journal
 from turnstiled.retry import BACKOFF_BASE_S, BACKOFF_MAX_S, Retry
 from turnstiled.worker import Worker
@@ -31,6 +38,26 @@ from turnstiled.worker import Worker
 logger = logging.getLogger(__name__)
 
 IDLE_POLL_S = 1.0
+# Why an upload failed, for the metrics (``turnstiled_upload_failures_total``).
+FAILURE_KINDS = ("network", "server_error", "rate_limited", "bad_answer", "rejected",
+                 "auth_refused", "upgrade_required")
+
+
+def failure_kind(exc: BackendError) -> str:
+    """One of :data:`FAILURE_KINDS` for a failed upload."""
+    if isinstance(exc, AuthError):
+        return "auth_refused"
+    if isinstance(exc, UpgradeRequired):
+        return "upgrade_required"
+    if isinstance(exc, Rejected):
+        return "rejected"
+    if exc.status == 429:
+        return "rate_limited"
+    if exc.status is not None and exc.status >= 500:
+        return "server_error"
+    if exc.status is None:
+        return "network"
+    return "bad_answer"  # an HTML page, half a page, an unexpected answer
 
 
 @dataclass(kw_only=True)
@@ -39,6 +66,12 @@ class DrainState(Retry):
 
     backend: Backend
     sent: int = 0
+    failures_by_kind: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(FAILURE_KINDS, 0))
+
+    def count_failure(self, exc: BackendError) -> None:
+        kind = failure_kind(exc)
+        self.failures_by_kind[kind] = self.failures_by_kind.get(kind, 0) + 1
 
 
 def to_upload(row: dict[str, Any]) -> UploadScan:
@@ -105,6 +138,7 @@ class Drainer(Worker):
             self._send(st, rows, settled)
         except BackendError as exc:
             journal.release([r["id"] for r in rows if r["id"] not in settled], str(exc))
+            st.count_failure(exc)
             st.failed(exc, f"upload to {name}", base=self.retry[0], ceiling=self.retry[1])
             return len(settled)
         st.succeeded(f"upload to {name}", 0.0)
@@ -125,12 +159,14 @@ class Drainer(Worker):
                 return
             journal.settle([], {rows[0]["id"]: str(exc)})
             settled.add(rows[0]["id"])
+            st.count_failure(exc)
             logger.warning("drain %s: scan #%d rejected: %s", st.backend.name,
                            rows[0]["id"], exc)
             return
         confirmed = [by_nonce[n] for n in result.confirmed if n in by_nonce]
         rejected = {by_nonce[n]: why for n, why in result.rejected.items() if n in by_nonce}
         journal.settle(confirmed, rejected)
+        st.failures_by_kind["rejected"] += len(rejected)
         settled.update(confirmed)
         settled.update(rejected)
         unanswered = [r["id"] for r in rows if r["id"] not in settled]

@@ -57,9 +57,13 @@ class Evaluation:
 class Outcome:
     """A decided and journaled scan."""
 
-    scan_id: int
+    scan_id: int  # 0: the journal could not record it
     evaluation: Evaluation
     passed: bool | None
+    scanner: str = ""
+    # From the frame's arrival to the gate acting on it (relay or red light);
+    # None where no gate moved (lookup).
+    latency_s: float | None = None
 
 
 class ScanPipeline:
@@ -169,11 +173,12 @@ class ScanPipeline:
                 new_usage if granted else None,
             )
         except sqlite3.Error as exc:
-            return self._unjournaled(ev, scanner, exc)
+            return self._unjournaled(ev, scanner, exc, mono)
         if self.journal_alarm is not None:
             logger.warning("journal writable again; alarm cleared")
             self.journal_alarm = None
-        passed = self._move_gate(scan_id, ev, own, source) if self.gate is not None else None
+        passed, acted = (self._move_gate(scan_id, ev, own, source) if self.gate is not None
+                         else (None, None))
         logger.info(
             "scan %s at %s: %s (%s)", mask(ev.barcode), scanner,
             "GRANTED" if ev.decision.granted else "DENIED", ev.decision.reason,
@@ -181,7 +186,8 @@ class ScanPipeline:
                    "SCAN_GRANTED": int(ev.decision.granted), "SCANNER": scanner,
                    "TICKET_SOURCE": source or "", "PASSED": "" if passed is None else int(passed)},
         )
-        outcome = Outcome(scan_id, ev, passed)
+        outcome = Outcome(scan_id, ev, passed, scanner,
+                          None if acted is None else acted - mono)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
         return outcome
@@ -207,19 +213,23 @@ class ScanPipeline:
         return ev
 
     def _move_gate(self, scan_id: int, ev: Evaluation, own: Usage,
-                   source: str | None) -> bool | None:
+                   source: str | None) -> tuple[bool | None, float | None]:
         """Open or deny after the journal's commit; journal what the gate did.
 
-        A gate error ends any pulse (the arm locks unless held free), raises
+        Returns whether the arm turned (None: no sensor, or denied) and when
+        the gate acted (monotonic; the metrics' scan-to-relay latency). A
+        gate error ends any pulse (the arm locks unless held free), raises
         the gate alarm and settles the grant as ``unknown``.
         """
         assert self.gate is not None and self.journal is not None
         passed: bool | None = None
+        acted: float | None = None
         try:
             if not ev.decision.granted:
                 self.gate.deny()
-                return None
+                return None, time.monotonic()
             self.gate.grant(until_passage=True)
+            acted = time.monotonic()
             if self.gate.has_passage_sensor:
                 passed = self.gate.wait_passage()
                 self.journal.record_passage(scan_id, passed, own, source, ev.barcode)
@@ -233,9 +243,10 @@ class ScanPipeline:
             if ev.decision.granted and passed is None:
                 with contextlib.suppress(sqlite3.Error):
                     self.journal.record_outcome(scan_id, "unknown", " (gate error)")
-        return passed
+        return passed, acted
 
-    def _unjournaled(self, ev: Evaluation, scanner: str, exc: sqlite3.Error) -> Outcome:
+    def _unjournaled(self, ev: Evaluation, scanner: str, exc: sqlite3.Error,
+                     t_read: float) -> Outcome:
         """The journal cannot be written (disk full, I/O error): apply the policy.
 
         What is already in the journal stays intact (the failed transaction
@@ -247,14 +258,17 @@ class ScanPipeline:
             logger.error("journal write failed (%s): policy %s", exc, policy)
         self.journal_alarm = f"journal write failed: {exc}"
         granted = ev.decision.granted and policy == "decide"
+        acted: float | None = None
         if self.gate is not None:
             (self.gate.grant if granted else self.gate.deny)()
+            acted = time.monotonic()
         logger.warning("scan %s at %s NOT JOURNALED: %s", mask(ev.barcode), scanner,
                        "GRANTED" if granted else "DENIED")
         decision = ev.decision if granted or not ev.decision.granted else rules.Decision(
             False, ev.decision.reason, "journal unwritable: policy deny")
         outcome = Outcome(0, Evaluation(ev.barcode, ev.direction, decision, ev.ticket,
-                                        ev.usage), None)
+                                        ev.usage), None, scanner,
+                          None if acted is None else acted - t_read)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
         return outcome
