@@ -22,7 +22,6 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import make_config, wait_until
-from tests.test_end_to_end import start_gate  # noqa: F401 (fixture)
 from turnstiled.cache import Cache
 from turnstiled.config import parse_listen
 from turnstiled.control import request
@@ -264,7 +263,7 @@ def test_a_part_that_cannot_be_read_leaves_the_rest_of_the_scrape(tmp_path):
     assert not any(n.startswith("turnstiled_tickets") for n in names)  # the broken cache
 
 
-def test_a_busy_port_does_not_stop_the_gate(start_gate):  # noqa: F811
+def test_a_busy_port_does_not_stop_the_gate(start_gate):
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
