@@ -56,7 +56,8 @@ def probe(d: dict) -> httpx.Response:
             "date_init": now - 86400 * 7, "date_end": now + 60},
             headers={"Authorization": f"Basic {c['token']}"}),
         "ticketing": lambda: HTTP.get(f"{url}/tokens/{c['global_token_code']}",
-                                      headers={"X-Client-Version": "3.0.0"}),
+                                      headers={"X-Client-Version": "3.0.0",
+                                               "X-API-Key": c["api_key"]}),
         "chapterevents": lambda: HTTP.get(f"{url}/get_chapterevents/"),
     }[d["name"]]()
 

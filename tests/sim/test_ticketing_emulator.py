@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
 import re
+import time
 
 import httpx
 import pytest
@@ -31,8 +33,14 @@ def api(emu):
         yield c
 
 
+def integration(emu) -> dict:
+    """Headers of the integration (the SDK exchanges a code with its own key)."""
+    return {**V, "X-API-Key": emu.credentials["api_key"]}
+
+
 def exchange(emu, code_key="section_token_code") -> dict:
-    return HTTP.get(f"{emu.base_url}/tokens/{emu.credentials[code_key]}", headers=V).json()
+    return HTTP.get(f"{emu.base_url}/tokens/{emu.credentials[code_key]}",
+                    headers=integration(emu)).json()
 
 
 def test_base_url_and_credentials(emu):
@@ -86,7 +94,38 @@ def test_the_two_kinds_of_404(emu, api):
         "message": "The requested endpoint /invalid/endpoint does not exist on this server."})
     r = api.get("/events/0000000/tickets")
     assert (r.status_code, r.json()) == (404, NO_RESOURCE)
-    assert api.get("/tokens/ZZZZZZZZ").json() == NO_RESOURCE
+    assert api.get("/tokens/ZZZZZZZZ").json() == {
+        "error": "The provided code does not belong to any event token"}
+    page = api.get(f"/events/{emu.credentials['event']}/tickets", params={"page": 99})
+    assert (page.status_code, page.json()) == (404, {
+        "error": "The specified page does not exist for the given records per page."})
+
+
+def test_the_code_exchange_needs_the_integration_key(emu):
+    url = f"{emu.base_url}/tokens/{emu.credentials['section_token_code']}"
+    assert HTTP.get(url, headers=V).status_code == 401
+    assert HTTP.get(url, headers={**V, "X-API-Key": exchange(emu)["key"]}).status_code == 403
+    assert HTTP.get(url, headers=integration(emu)).status_code == 200
+
+
+def test_tokens_can_be_changed_and_invalidated_but_not_the_global_one(emu, api):
+    ev = emu.credentials["event"]
+    sections = exchange(emu, "global_token_code")["sections"]
+    token = api.post(f"/events/{ev}/tokens", json={"sections": sections[:1]}).json()
+    tid = token["self"].rsplit("/", 1)[1]
+    got = HTTP.get(f"{emu.base_url}/tokens/{token['code']}", headers=integration(emu)).json()
+    changed = api.put(f"/events/{ev}/tokens/{tid}", json={"sections": sections[1:]})
+    assert changed.status_code == 200 and changed.json()["sections"] == sections[1:]
+    again = HTTP.get(f"{emu.base_url}/tokens/{token['code']}", headers=integration(emu)).json()
+    assert again["sections"] == sections[1:] and again["key"] == got["key"]
+    assert api.delete(f"/events/{ev}/tokens/{tid}").status_code == 200
+    assert HTTP.get(f"{emu.base_url}/tokens/{token['code']}",
+                    headers=integration(emu)).status_code == 404
+    gate = {**V, "X-API-Key": got["key"]}
+    assert HTTP.get(f"{emu.base_url}/events/{ev}/tickets", headers=gate).status_code == 403
+    glob = api.get(f"/events/{ev}/tokens", params={"global": "true"}).json()["entries"][0]
+    gid = glob["self"].rsplit("/", 1)[1]
+    assert api.delete(f"/events/{ev}/tokens/{gid}").status_code == 409
 
 
 def test_token_exchange_gives_the_gate_its_key_event_and_sections(emu, api):
@@ -100,7 +139,8 @@ def test_token_exchange_gives_the_gate_its_key_event_and_sections(emu, api):
     r = HTTP.get(f"{emu.base_url}/events/{emu.credentials['event']}/tickets", headers=gate)
     assert r.status_code == 200 and r.json()["total"] == 60
     assert emu.records.count("token_exchange", found=True) >= 2
-    assert HTTP.get(f"{emu.base_url}/tokens/ZZZZZZZZ", headers=V).status_code == 404
+    assert HTTP.get(f"{emu.base_url}/tokens/ZZZZZZZZ",
+                    headers=integration(emu)).status_code == 404
 
 
 def test_issue_list_and_show_admission_tokens(emu, api):
@@ -112,7 +152,8 @@ def test_issue_list_and_show_admission_tokens(emu, api):
     assert set(token) == {"self", "code", "global", "sections"}
     assert re.fullmatch(r"[0-9A-Z]{8}", token["code"]) and token["global"] is False
     assert token["sections"] == sections[1:]
-    key = HTTP.get(f"{emu.base_url}/tokens/{token['code']}", headers=V).json()["key"]
+    key = HTTP.get(f"{emu.base_url}/tokens/{token['code']}",
+                   headers=integration(emu)).json()["key"]
     assert key
     glob = api.get(f"/events/{ev}/tokens", params={"global": "true"}).json()
     assert glob["total"] == 1 and glob["entries"][0]["global"] is True
@@ -139,7 +180,8 @@ def test_ticket_pages_are_one_based_with_404_past_the_end(emu, api):
     last = api.get(url, params={"records": 25, "page": 3}).json()
     assert len(last["entries"]) == 10
     r = api.get(url, params={"records": 25, "page": 4})
-    assert (r.status_code, r.json()) == (404, NO_RESOURCE)
+    assert (r.status_code, r.json()["error"]) == (404, "The specified page does not exist "
+                                                       "for the given records per page.")
     for bad in ({"page": 0}, {"records": 0}, {"records": 501}, {"page": "one"}):
         assert api.get(url, params=bad).status_code == 400, bad
     serials = [e["serial"] for p in (1, 2, 3)
@@ -187,8 +229,7 @@ def test_modified_since_is_inclusive_and_takes_an_unencoded_plus(start):
 
 def test_admissions_answer_only_the_admitted_subset(start):
     emu = start("ticketing", tickets=60, seed=4)
-    gate_token = HTTP.get(f"{emu.base_url}/tokens/{emu.credentials['section_token_code']}",
-                           headers=V).json()
+    gate_token = exchange(emu)
     gate = {**V, "X-API-Key": gate_token["key"]}
     ev = emu.credentials["event"]
     mine = [t for t in emu.state.tickets if t["section"]["self"] in gate_token["sections"]]
@@ -221,3 +262,18 @@ def test_admissions_answer_only_the_admitted_subset(start):
     assert r.status_code == 201  # the integration key may admit any section
     other_ev = f"{emu.base_url}/events/{emu.credentials['other_event']}/admissions"
     assert HTTP.post(other_ev, headers=gate, json=body).status_code == 403
+    listed = HTTP.get(url, headers=gate, params={"device": "pi-3", "ticket": ok[1]}).json()
+    assert listed["total"] == 1 and listed["entries"][0]["ticket"].endswith(ok[1])
+    assert HTTP.get(url, headers=gate, params={"device": "pi-9"}).json()["total"] == 0
+
+
+def test_edits_between_pages_and_a_clock_offset(start):
+    emu = start("ticketing", tickets=20, seed=2, edits_per_page=1, clock_offset=-3600)
+    h = integration(emu)
+    url = f"{emu.base_url}/events/{emu.credentials['event']}/tickets"
+    first = HTTP.get(url, headers=h, params={"records": 5})
+    oldest = first.json()["entries"][0]["serial"]
+    second = HTTP.get(url, headers=h, params={"records": 5}).json()["entries"]
+    assert oldest not in [e["serial"] for e in second]  # edited: moved to the end
+    date = email.utils.parsedate_to_datetime(first.headers["Date"]).timestamp()
+    assert abs(date - (time.time() - 3600)) < 60

@@ -68,6 +68,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--nonatomic-use", type=float, default=0.0, metavar="SECONDS",
                     help="chapter-event: read and save times_used this far apart, so "
                          "parallel uses of one code can all read 0 (as the real server)")
+    ap.add_argument("--clock-offset", type=float, default=0.0, metavar="S",
+                    help="run the clouds' clocks S seconds from this machine's (Date "
+                         "headers, modification times)")
+    ap.add_argument("--edits-per-page", type=int, default=0, metavar="N",
+                    help="edit N tickets after every list page served (a box office at work)")
     ap.add_argument("--json", action="store_true", help="one JSON object per emulator line")
     ap.add_argument("--log-level", default="WARNING", help="e.g. INFO to see every fault added")
     return ap
@@ -79,6 +84,9 @@ def start(args: argparse.Namespace) -> list[Emulator]:
                "chapterevents": {"prefix": args.chapterevents_prefix,
                                  "nonatomic_use_s": args.nonatomic_use}}
     common = {"tickets": args.tickets, "seed": args.seed, "host": args.host, "now": args.now}
+    for name in EMULATORS:
+        options.setdefault(name, {}).update(clock_offset=args.clock_offset,
+                                            edits_per_page=args.edits_per_page)
     if args.which == "all":
         return start_all(port_base=args.port_base, faults=args.fault, options=options,
                          **common)

@@ -243,6 +243,8 @@ class CrowdManagerEmulator(Emulator):
                 raise _bad("order must be ASC or DESC")
             state: CrowdManagerState = self.state  # type: ignore[assignment]
             items, count = state.window(what, lo, hi, page, size, order == "DESC")
+            if what == "tickets":
+                self.churn([k for _, k in state._index[:self.edits_per_page]])
             text = self._as_text()
             return {"count": str(count) if text else count, "page": str(page) if text else page,
                     "items": items}

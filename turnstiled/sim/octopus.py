@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -216,7 +215,7 @@ class OctopusEmulator(Emulator):
             service = int(body["service"])
             if not any(s["id"] == service for s in self.services):
                 raise ValueError
-            now = time.time()
+            now = self.cloud_time()
             start = seed.parse_iso(body["start_time"]) if body.get("start_time") else now
             until = seed.parse_iso(body["valid_until"]) if body.get("valid_until") else None
             users = int(body["numusers"]) if body.get("numusers") not in (None, "") else None

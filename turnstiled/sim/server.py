@@ -18,6 +18,13 @@ auth, never faulted):
   "zone": Z}``, ``{"action": "update", "key": K, "changes": {...}}`` or
   ``{"action": "list", "limit": N}``. Every change bumps the ticket's
   modification time (updatedAt, last_update, ...), so delta syncs see it.
+
+Two constructor options make the cloud behave like a real one at a venue:
+``clock_offset`` (seconds) sets the cloud's clock that far from the gate's
+(``Date`` headers, modification times and seeded data all follow it), and
+``edits_per_page`` edits that many tickets (the oldest in the list being
+paged: already read by a client paging forward) after every page a ticket
+list serves, the way a box office keeps working while a gate pages.
 """
 
 from __future__ import annotations
@@ -86,9 +93,12 @@ class Emulator(ABC):
     base_path = ""
 
     def __init__(self, *, tickets: int = 100, seed: int = 1, host: str = "127.0.0.1",
-                 port: int = 0, now: float | None = None, faults: Iterable[str] = ()) -> None:
+                 port: int = 0, now: float | None = None, faults: Iterable[str] = (),
+                 clock_offset: float = 0.0, edits_per_page: int = 0) -> None:
         self.seed = seed
-        self.now = float(int(time.time())) if now is None else float(now)
+        self.clock_offset = float(clock_offset)
+        self.edits_per_page = int(edits_per_page)
+        self.now = float(int(self.cloud_time())) if now is None else float(now)
         self.lock = threading.RLock()
         self.rng = seeding.rng(self.name, seed)
         self.faults = FaultSet(f"{self.name}:faults:{seed}", self.base_path)
@@ -97,6 +107,7 @@ class Emulator(ABC):
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self.state: TicketState = self.setup(tickets)
+        self.state.clock = self.cloud_time
         for rule in faults:
             self.faults.add(rule)
         self.httpd = ThreadingHTTPServer((host, port), self._handler_class())
@@ -135,6 +146,19 @@ class Emulator(ABC):
         auth = req.headers.get("authorization")
         if auth is not None:
             req.headers["authorization"] = auth.split(" ", 1)[0] + " " + WRONG
+
+    def cloud_time(self) -> float:
+        """The cloud's time now: the gate's clock plus ``clock_offset``."""
+        return time.time() + self.clock_offset
+
+    def churn(self, keys: Iterable[Any]) -> None:
+        """Edit ``edits_per_page`` of *keys* (call after serving a list page)."""
+        n = self.edits_per_page
+        if n <= 0:
+            return
+        with self.lock:
+            for key in list(keys)[:n]:
+                self.state.touch(key)
 
     # -- the Python API (the shorthands serve callers older than .state/.faults) --
     def route(self, method: str, pattern: str, fn: Callable[[Request], Any]) -> None:
@@ -346,7 +370,7 @@ class Emulator(ABC):
         extra = dict(headers or {})
         ctype = extra.pop("Content-Type", ctype)
         head = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}",
-                f"Server: {h.server_version}", f"Date: {formatdate(usegmt=True)}",
+                f"Server: {h.server_version}", f"Date: {formatdate(self.cloud_time(), usegmt=True)}",
                 f"Content-Type: {ctype}", f"Content-Length: {len(data)}"]
         head += [f"{k}: {v}" for k, v in extra.items()]
         if h.close_connection:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 
@@ -29,6 +29,7 @@ class TicketState(ABC):
         self.lock = lock
         self.now = now  # the emulator's start (seeded tickets are older)
         self._last_change = now
+        self.clock: Callable[[], float] = time.time  # the cloud's clock (the emulator sets it)
 
     # -- for subclasses ----------------------------------------------------
     @abstractmethod
@@ -67,7 +68,7 @@ class TicketState(ABC):
     def stamp(self) -> float:
         """A modification time now, strictly after every earlier one (ms steps)."""
         with self.lock:
-            t = round(max(time.time(), self._last_change + 0.001), 3)
+            t = round(max(self.clock(), self._last_change + 0.001), 3)
             self._last_change = t
             return t
 
@@ -97,6 +98,13 @@ class TicketState(ABC):
             if unknown:
                 raise ValueError(f"no such field: {', '.join(sorted(unknown))}")
             self.apply(row, changes, self.stamp())
+            return self.public(row)
+
+    def touch(self, key: Any) -> dict[str, Any]:
+        """An edit that changes nothing but the ticket's modification time."""
+        with self.lock:
+            row = self.row(self.key(key))
+            self.apply(row, {}, self.stamp())
             return self.public(row)
 
     def cancel(self, key: Any) -> dict[str, Any]:

@@ -10,17 +10,28 @@ accessing this resource."}``). Unknown endpoints answer 404 ``{"message":
 resources 404 ``{"error": "There is presently no resource with the given
 URI."}``.
 
-- ``GET /tokens/{code}``: an admission token code (``[0-9A-Z]{8}``) for
-  ``{key, event, sections}``; the key is the gate's ``X-API-Key`` from then
-  on, valid for that event (and, for admissions, those sections) only.
+- ``GET /tokens/{code}`` with the integration key (401 without any key,
+  403 with a key that is not an integration's): an admission token code
+  (``[0-9A-Z]{8}``) for ``{key, event, sections}``; the key is the gate's
+  ``X-API-Key`` from then on, valid for that event (and, for admissions,
+  those sections) only. An unknown or invalidated code: 404 "The provided
+  code does not belong to any event token".
+- ``PUT /events/{event}/tokens/{token}`` ``{sections}`` changes a token's
+  sections, ``DELETE`` invalidates it (its key stops working: 403); the
+  global token cannot be changed or invalidated (409).
 - ``POST /events/{event}/tokens`` ``{sections: [...]}`` issues a token (201),
   ``GET /events/{event}/tokens[?global=]`` lists, ``.../tokens/{token}``
   shows one; these need the integration key.
 - ``GET /events/{event}/tickets?records=&page=&modified_since=``:
   ``{total, page, records, entries}``, 1-based pages (``records`` 1..500,
-  default 25), 404 past the last page; ``modified_since`` is inclusive.
+  default 25), 404 past the last page ("The specified page does not exist
+  ..."), 404 "no resource" for an unknown event; ``modified_since`` is
+  inclusive. The list is ordered by modification time, oldest first.
 - ``POST /events/{event}/admissions`` ``{redeemer, device, serials}``: 201
   with the admitted subset, 400 when none of the serials admits.
+- ``GET /events/{event}/admissions?redeemer=&device=&ticket=&records=&page=``
+  lists the admissions made (the way a gate learns whether a lost upload
+  was applied).
 
 The integration key in ``credentials["api_key"]`` may do everything. The
 main event holds ``tickets`` tickets over three sections; a second event
@@ -32,7 +43,6 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-import time
 from typing import Any
 
 from turnstiled.sim import seed
@@ -46,6 +56,8 @@ NO_RESOURCE = {"error": "There is presently no resource with the given URI."}
 UNAUTHENTICATED = {"message": "Your request could not be authenticated."}
 RESTRICTED = {"message": "You are restricted from accessing this resource."}
 UPGRADE = {"error": "Please upgrade your client to complete this request"}
+NO_PAGE = {"error": "The specified page does not exist for the given records per page."}
+NO_TOKEN = {"error": "The provided code does not belong to any event token"}
 PICK_STATUS = seed.weighted((("Issued", 95.0), ("Void", 5.0)))
 EVENTS = ((("Floor", "Balcony", "VIP"), 1), (("Floor", "Standing"), 4))
 
@@ -77,6 +89,7 @@ class TicketingState(TicketState):
         self.tokens: dict[str, dict[str, Any]] = {}  # by code
         self.keys: dict[str, dict[str, Any]] = {self.admin_key: {"admin": True}}
         self.by_serial: dict[str, dict[str, Any]] = {}  # by serial
+        self.admissions: list[dict[str, Any]] = []  # every admission made, in order
         self._index: dict[str, list[tuple[float, str]]] = {e: [] for e in self.events}
         for k, (ev, (names, _)) in enumerate(zip(self.events, EVENTS, strict=True)):
             for j, name in enumerate(names):
@@ -180,6 +193,9 @@ class TicketingEmulator(Emulator):
                   ("POST", "/events/{event}/tokens", self._post_token),
                   ("GET", "/events/{event}/tokens", self._list_tokens),
                   ("GET", "/events/{event}/tokens/{token}", self._token_detail),
+                  ("PUT", "/events/{event}/tokens/{token}", self._change_token),
+                  ("DELETE", "/events/{event}/tokens/{token}", self._invalidate_token),
+                  ("GET", "/events/{event}/admissions", self._list_admissions),
                   ("GET", "/events/{event}/tickets", self._list_tickets),
                   ("POST", "/events/{event}/admissions", self._admit))
         for method, path, fn in routes:
@@ -247,18 +263,23 @@ class TicketingEmulator(Emulator):
     @staticmethod
     def _paged(rows: list[Any], records: int, page: int) -> dict[str, Any]:
         if page > max(1, math.ceil(len(rows) / records)):
-            raise HttpError(404, NO_RESOURCE)
+            raise HttpError(404, NO_PAGE)
         return {"total": len(rows), "page": page, "records": records,
                 "entries": rows[(page - 1) * records:page * records]}
 
     # -- routes ------------------------------------------------------------
     def _exchange(self, req: Request) -> Any:
         self._client(req)
+        key = req.headers.get("x-api-key", "").strip()
+        if not key:
+            raise HttpError(401, UNAUTHENTICATED)
         s: TicketingState = self.state  # type: ignore[assignment]
+        if not s.keys.get(key, {}).get("admin"):
+            raise HttpError(403, RESTRICTED)
         token = s.tokens.get(req.params["code"].upper())
         self.record("token_exchange", code=req.params["code"], found=token is not None)
         if token is None:
-            raise HttpError(404, NO_RESOURCE)
+            raise HttpError(404, NO_TOKEN)
         return {"key": token["key"], "event": f"/events/{token['event']}",
                 "sections": list(token["sections"])}
 
@@ -283,6 +304,52 @@ class TicketingEmulator(Emulator):
                 and (want is None or t["global"] == (want.lower() in ("true", "1")))]
         return self._paged(rows, records, page)
 
+    def _token(self, req: Request) -> dict[str, Any]:
+        s: TicketingState = self.state  # type: ignore[assignment]
+        for t in s.tokens.values():
+            if t["id"] == req.params["token"] and t["event"] == req.params["event"]:
+                return t
+        raise HttpError(404, NO_RESOURCE)
+
+    def _change_token(self, req: Request) -> Any:
+        self._key(req, admin=True)
+        s: TicketingState = self.state  # type: ignore[assignment]
+        sections = req.body.get("sections") if isinstance(req.body, dict) else None
+        with self.lock:
+            t = self._token(req)
+            if t["global"]:
+                raise HttpError(409, {"error": "The global token cannot be changed"})
+            if not isinstance(sections, list) or not sections or \
+                    any(s.section_event.get(x) != t["event"] for x in sections):
+                raise HttpError(400, {"error": "sections must list sections of this event"})
+            t["sections"] = list(sections)
+            s.keys[t["key"]]["sections"] = set(sections)
+            return {k: t[k] for k in ("self", "code", "global", "sections")}
+
+    def _invalidate_token(self, req: Request) -> Any:
+        self._key(req, admin=True)
+        s: TicketingState = self.state  # type: ignore[assignment]
+        with self.lock:
+            t = self._token(req)
+            if t["global"]:
+                raise HttpError(409, {"error": "The global token cannot be invalidated"})
+            del s.tokens[t["code"]]
+            s.keys.pop(t["key"], None)
+            return {k: t[k] for k in ("self", "code", "global", "sections")}
+
+    def _list_admissions(self, req: Request) -> Any:
+        self._key(req)
+        records, page = self._paging(req)
+        s: TicketingState = self.state  # type: ignore[assignment]
+        q = {k: req.query[k] for k in ("redeemer", "device", "ticket") if req.query.get(k)}
+        with self.lock:
+            rows = [dict(a) for a in s.admissions if a["_event"] == req.params["event"]
+                    and all(a[k] == v or (k == "ticket" and a["_serial"] == v)
+                            for k, v in q.items())]
+        for a in rows:
+            a.pop("_event"), a.pop("_serial")
+        return self._paged(rows, records, page)
+
     def _token_detail(self, req: Request) -> Any:
         self._key(req, admin=True)
         s: TicketingState = self.state  # type: ignore[assignment]
@@ -304,6 +371,7 @@ class TicketingEmulator(Emulator):
             serials = s.modified(req.params["event"], cut)
             body = self._paged(serials, records, page)
             body["entries"] = [s.public(s.by_serial[x]) for x in body["entries"]]
+            self.churn(s.modified(req.params["event"], None)[:self.edits_per_page])
         return body
 
     def _admit(self, req: Request) -> Any:
@@ -316,7 +384,7 @@ class TicketingEmulator(Emulator):
         s: TicketingState = self.state  # type: ignore[assignment]
         admitted = []
         with self.lock:
-            now = time.time()
+            now = self.cloud_time()
             for serial in serials:
                 t = s.by_serial.get(str(serial))
                 ok = (t is not None and t["_event"] == req.params["event"]
@@ -330,6 +398,8 @@ class TicketingEmulator(Emulator):
                                      "ticket": t["self"], "patron": dict(t["owner"]),
                                      "section": t["section"]["self"],
                                      "admitted": t["redeemed"]})
+                    s.admissions.append({**admitted[-1], "_event": t["_event"],
+                                         "_serial": t["serial"]})
         if not admitted:
             raise HttpError(400, {"error": "None of the given tickets could be admitted."})
         return 201, admitted

@@ -177,6 +177,11 @@ class VivenuState(TicketState):
                 else [str(zone)]}
 
     # -- queries ---------------------------------------------------------------
+    def oldest(self, event: str, n: int) -> list[str]:
+        """Barcodes of the *n* least recently changed tickets of *event*."""
+        with self.lock:
+            return [c for _, _, c in self._index[event][:n]]
+
     def page(self, event: str, top: int, skip: int, lo: int | None, hi: int | None
              ) -> tuple[list[bytes], int]:
         """Pre-serialised docs of one page of *event*'s [lo, hi) window, and its size."""
@@ -293,6 +298,7 @@ class VivenuEmulator(Emulator):
         lo = _ms(q["from"], "from") if q.get("from") else None
         hi = _ms(q["until"], "until") if q.get("until") else None
         page, total = state.page(event, int(top), int(skip), lo, hi)
+        self.churn(state.oldest(event, self.edits_per_page))
         return b'{"docs":[' + b",".join(page) + b'],"total":' + str(total).encode() + b"}"
 
     def _ticket(self, req: Request) -> Any:
