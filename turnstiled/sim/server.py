@@ -370,7 +370,8 @@ class Emulator(ABC):
         extra = dict(headers or {})
         ctype = extra.pop("Content-Type", ctype)
         head = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}",
-                f"Server: {h.server_version}", f"Date: {formatdate(self.cloud_time(), usegmt=True)}",
+                f"Server: {h.server_version}",
+                f"Date: {formatdate(self.cloud_time(), usegmt=True)}",
                 f"Content-Type: {ctype}", f"Content-Length: {len(data)}"]
         head += [f"{k}: {v}" for k, v in extra.items()]
         if h.close_connection:
