@@ -32,6 +32,7 @@ def tk():
 
 def tk_backend(e, code_key="section_token_code", **kw):
     return TicketingBackend(TicketingSettings(admission_code=Secret(e.credentials[code_key]),
+                                              api_key=Secret(e.credentials["api_key"]),
                                               base_url=e.base_url, timeout_s=2.0, **kw))
 
 
@@ -52,8 +53,9 @@ def test_ticketing_sync_keeps_token_sections_and_sees_changes(tk, tmp_path):
     assert syncer.sync("ticketing") == "delta"
     c = cached(tmp_path)
     assert c.lookup(ok["serial"]).status == "cancelled"
-    assert sum(c.lookup(n["serial"]) is not None for n in new) == sum(
-        n["section"]["self"] == section for n in new)
+    # A delta keeps other sections' tickets as wrong_zone (a ticket moved away must stop).
+    assert [c.lookup(n["serial"]).status for n in new] == [
+        "valid" if n["section"]["self"] == section else "wrong_zone" for n in new]
 
 
 def test_ticketing_upgrade_required_and_bad_code(tk, tmp_path):
@@ -65,7 +67,8 @@ def test_ticketing_upgrade_required_and_bad_code(tk, tmp_path):
     assert syncer.sources["ticketing"].alarm == "upgrade_required"
     assert cached(tmp_path).sources()[0]["state"] == "upgrade_required"
     with pytest.raises(ValueError, match="admission_code"):
-        TicketingBackend(TicketingSettings(admission_code=Secret("short"), base_url="x"))
+        TicketingBackend(TicketingSettings(admission_code=Secret("short"),
+                                           api_key=Secret("k"), base_url="x"))
 
 
 def test_ticketing_upload_admitted_subset(tk):
@@ -77,8 +80,10 @@ def test_ticketing_upload_admitted_subset(tk):
              for i, s in enumerate([mine[0], mine[1], "NOSUCH-000000000000"])]
     result = b.upload(scans)
     assert result.confirmed == ["n0", "n1"] and list(result.rejected) == ["n2"]
-    again = b.upload(scans[:1])
-    assert again.rejected["n0"].startswith("not admitted upstream")
+    again = b.upload(scans[:1])  # our own earlier upload (its answer was lost): confirmed
+    assert again.confirmed == ["n0"] and not again.rejected
+    elsewhere = b.upload([UploadScan("n9", mine[0], 1.0, True, "in", b.event, mine[0], "g2")])
+    assert elsewhere.rejected["n9"].startswith("not admitted upstream")
     assert not b.uploads(False, "in") and not b.uploads(True, "out")
 
 
@@ -120,7 +125,7 @@ def test_crowdmanager_full_and_delta_sync(cm, tmp_path):
     t = cached(tmp_path).lookup(ticket["barcode"])
     assert t.status == "valid" and t.zones == (ticket["sector_txt"],)
     card = cached(tmp_path).lookup(cm.data["members"][0]["card_number"])
-    assert card.entries == "reentry"
+    assert card.entries == "reentry:14400"
     assert decide(card, Usage(), RuleSettings(events=("7001",)), time.time()).granted
     new = cm.add_tickets(2)
     cm.cancel(ticket["id"])
@@ -158,13 +163,14 @@ def test_octopus_timed_passes(tmp_path):
         hour = cached(tmp_path).lookup(e.tickets[0]["code"])
         group = cached(tmp_path).lookup(e.tickets[2]["code"])
         assert hour.use_window_s == 3600 and hour.entries == "reentry"
-        assert group.entries == "4"
+        assert group.entries == "inside:4"  # four people at once, not four entries
         now = time.time()
         s = RuleSettings()
         assert decide(hour, Usage(), s, now).granted
         used = Usage(1, 1, False, now - 3700)
         assert decide(hour, used, s, now).reason == rules.EXPIRED
-        assert decide(group, Usage(4, 0, True, now), s, now).reason == rules.ALREADY_USED
+        assert decide(group, Usage(4, 0, True, now), s, now).reason == rules.ALREADY_INSIDE
+        assert decide(group, Usage(5, 2, False, now), s, now).granted  # 3 inside: one more
         e.cancel(e.tickets[0]["id"])
         syncer.sync("octopus")
         assert cached(tmp_path).lookup(e.tickets[0]["code"]).status == "cancelled"

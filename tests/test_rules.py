@@ -23,6 +23,11 @@ def ticket(**kw: object) -> Ticket:
     (ticket(status="cancelled"), Usage(), ANY, rules.CANCELLED),
     (ticket(event="e2"), Usage(), RuleSettings(events=("e1",)), rules.WRONG_EVENT),
     (ticket(zones=("VIP",)), Usage(), RuleSettings(zones=("GA",)), rules.WRONG_ZONE),
+    (ticket(zones=rules.ZONES_UNKNOWN), Usage(), RuleSettings(zones=("GA",)), rules.WRONG_ZONE),
+    (ticket(status="wrong_zone"), Usage(), ANY, rules.WRONG_ZONE),
+    (ticket(entries="inside:2"), Usage(entries=3, exits=1), ANY, rules.ALREADY_INSIDE),
+    (ticket(entries="reentry:3600"), Usage(1, 0, True, NOW - 60, NOW - 60), ANY,
+     rules.ALREADY_INSIDE),
     (ticket(valid_from=NOW + 60), Usage(), ANY, rules.NOT_YET_VALID),
     (ticket(valid_until=NOW - 60), Usage(), ANY, rules.EXPIRED),
     (ticket(), Usage(entries=1, inside=True), ANY, rules.ALREADY_USED),
@@ -45,6 +50,9 @@ def test_each_deny_reason(tk, usage, settings, reason):
     (ticket(valid_from=NOW + 30), Usage(), RuleSettings(early_entry_s=60)),
     (ticket(valid_until=NOW - 30), Usage(), RuleSettings(late_entry_s=60)),
     (ticket(entries="reentry"), Usage(entries=3, exits=3), ANY),
+    (ticket(zones=rules.ZONES_UNKNOWN), Usage(), ANY),  # unknown zones, unrestricted gate
+    (ticket(entries="inside:2"), Usage(entries=5, exits=4), ANY),
+    (ticket(entries="reentry:3600"), Usage(1, 0, True, NOW - 7200, NOW - 7200), ANY),
     (ticket(entries="unlimited"), Usage(entries=99, inside=True), ANY),
     (ticket(entries="3"), Usage(entries=2, inside=True), ANY),
 ])
@@ -63,7 +71,7 @@ def test_single_entry_cycle():
     t = ticket()
     d = decide(t, u, ANY, NOW)
     u = apply(u, d, "in", NOW)
-    assert u == Usage(1, 0, True, NOW)
+    assert u == Usage(1, 0, True, NOW, NOW)
     assert decide(t, u, ANY, NOW + 1).reason == rules.ALREADY_USED
     u = apply(u, decide(t, u, ANY, NOW + 2, "out"), "out", NOW + 2)
     assert decide(t, u, ANY, NOW + 3).reason == rules.REENTRY_NOT_ALLOWED
@@ -80,15 +88,41 @@ def test_reentry_after_exit():
     assert u.entries == 3 and u.first_used == NOW
 
 
+def test_a_group_pass_bounds_people_inside_not_entries():
+    t, u = ticket(entries="inside:4"), Usage()
+    for i in range(4):
+        d = decide(t, u, ANY, NOW + i)
+        assert d.granted
+        u = apply(u, d, "in", NOW + i)
+    assert decide(t, u, ANY, NOW + 5).reason == rules.ALREADY_INSIDE  # four inside
+    u = apply(u, decide(t, u, ANY, NOW + 6, "out"), "out", NOW + 6)  # one leaves
+    d = decide(t, u, ANY, NOW + 7)
+    assert d.granted  # one may come back
+    u = apply(u, d, "in", NOW + 7)
+    assert decide(t, u, ANY, NOW + 8).reason == rules.ALREADY_INSIDE
+
+
+def test_a_lapsing_reentry_card_is_not_locked_out_for_ever_without_exit_scans():
+    t, u = ticket(entries="reentry:14400"), Usage()
+    u = apply(u, decide(t, u, ANY, NOW), "in", NOW)
+    assert decide(t, u, ANY, NOW + 600).reason == rules.ALREADY_INSIDE
+    assert decide(t, u, ANY, NOW + 14400).granted  # next match day: admitted again
+    u = apply(u, decide(t, u, ANY, NOW + 700, "out"), "out", NOW + 700)
+    assert decide(t, u, ANY, NOW + 800).granted  # with an exit scan, at once
+
+
 def test_parse_policy():
     assert rules.parse_policy(" Single ") == "single"
     assert rules.parse_policy("4") == 4
-    for bad in ("0", "-1", "twice", ""):
+    assert rules.parse_policy("inside:4") == ("inside", 4)
+    assert rules.parse_policy("reentry:60") == ("reentry", 60)
+    for bad in ("0", "-1", "twice", "", "inside:0", "inside:", "exit:3"):
         with pytest.raises(ValueError, match="entry policy"):
             rules.parse_policy(bad)
 
 
-policies = st.sampled_from(["single", "reentry", "unlimited", "1", "2", "5"])
+policies = st.sampled_from(["single", "reentry", "unlimited", "1", "2", "5", "inside:2",
+                            "reentry:5"])
 directions = st.lists(st.sampled_from(["in", "out"]), max_size=30)
 
 
@@ -104,6 +138,8 @@ def test_entries_never_exceed_the_policy(policy, seq):
             assert u.entries <= int(policy)
         elif policy == "reentry":
             assert u.entries <= u.exits + 1
+        elif policy == "inside:2":
+            assert u.entries - u.exits <= 2
 
 
 @given(

@@ -1,7 +1,8 @@
 """The ticket cache (``cache.db``): a disposable copy of the clouds' tickets.
 
 One row per (barcode, source). Scans read it through :meth:`Cache.lookup`
-(one indexed query); sync and ``turnstilectl import`` write it. A full
+(one indexed query; :func:`pick` says which source counts when several
+list a barcode); sync and ``turnstilectl import`` write it. A full
 replacement of a source happens in one transaction, so a reader (WAL)
 sees either the old list or the new one, never half of each.
 """
@@ -9,7 +10,7 @@ sees either the old list or the new one, never half of each.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from turnstiled.datafiles import ensure_cache
 from turnstiled.db import connect, write_transaction
 from turnstiled.rules import Ticket
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: sync cursors are the cloud's time, not the gate's
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tickets (
     barcode     TEXT NOT NULL,
@@ -105,14 +106,12 @@ class Cache:
         self.conn.close()
 
     # -- the scan path ---------------------------------------------------
-    def lookup(self, barcode: str) -> Ticket | None:
-        """The ticket for *barcode*; a valid row wins over others, then the newest."""
+    def lookup(self, barcode: str, precedence: Sequence[str] | None = None) -> Ticket | None:
+        """The ticket for *barcode* when several sources list it (see :func:`pick`)."""
         rows = self.conn.execute(_LOOKUP, (barcode,)).fetchall()
-        if not rows:
+        r = pick(rows, precedence)
+        if r is None:
             return None
-        if len(rows) > 1:
-            rows.sort(key=lambda r: (r[3] != "valid", r[0]))
-        r = rows[0]
         return Ticket(r[0], r[1], r[2], r[3], decode_zones(r[4]), r[5], r[6], r[7], r[8], r[9],
                       r[10])
 
@@ -192,6 +191,28 @@ class Cache:
         row = self.conn.execute("SELECT cursor FROM sources WHERE source = ?",
                                 (source,)).fetchone()
         return row[0] if row else None
+
+
+def pick(rows: list[Any], precedence: Sequence[str] | None) -> Any:
+    """Which row of one barcode counts (rows start with the source).
+
+    *precedence* lists the active sources, first wins: the configured
+    ``[sources.*]`` in configuration order, then ``local`` (a cloud knows
+    its own tickets best; an imported list is the technician's fallback).
+    Rows of sources not in it (a source removed from the configuration)
+    are ignored. A row that refuses (``invalid``, ``cancelled``, ``used``,
+    ``wrong_zone``) always wins over a ``valid`` one from another source:
+    no source can overrule another's refusal. None: every source counts,
+    by name.
+    """
+    if precedence is not None:
+        rank = {s: i for i, s in enumerate(precedence)}
+        rows = [r for r in rows if r[0] in rank]
+    else:
+        rank = {}
+    if not rows:
+        return None
+    return min(rows, key=lambda r: (r[3] == "valid", rank.get(r[0], 0), r[0]))
 
 
 def _chunks(rows: Iterator[tuple[Any, ...]] | Iterable[tuple[Any, ...]],

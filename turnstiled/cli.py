@@ -167,7 +167,8 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         "sources": sources,
         "journal": counts,
         "backlog": {src: {"pending": b["pending"], "oldest_at": iso(b["oldest_at"]),
-                          "oldest_age_s": b["oldest_age_s"]}
+                          "oldest_age_s": b["oldest_age_s"],
+                          "orphaned": src not in cfg.sources}
                     for src, b in backlog.items()},
         "last_scan_at": iso(figs["last_scan_at"]),
         "alarms": (daemon or {}).get("alarms", {}),
@@ -202,7 +203,9 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
                                 or "empty"))
     for src, b in sorted(backlog.items()):
         lines.append(f"backlog  {src or '-':<14} {b['pending']:>9} to upload, oldest "
-                     f"{age(b['oldest_at'], now)}")
+                     f"{age(b['oldest_at'], now)}"
+                     + ("  ORPHANED: source not configured; kept, sent if it returns"
+                        if src not in cfg.sources else ""))
     lines += mesh_lines
     for db in (cache, journal):
         if db is not None:

@@ -149,15 +149,23 @@ class Journal(PeerUsageMixin):
             self.conn.close()
 
     # -- the scan path ---------------------------------------------------
-    def usage(self, source: str, barcode: str) -> Usage:
+    def usage(self, source: str | None, barcode: str) -> Usage:
+        """What *barcode* has done here, whichever source it was admitted under.
+
+        Usage follows the barcode, not the source: a ticket listed by two
+        sources, or one whose source was swapped or removed, never gets a
+        fresh start. Each write carries the usage read here forward, so
+        the most recent row (``last_at``) is the truth; *source* is kept
+        for callers and ignored.
+        """
         with self._wlock:
             row = self.conn.execute(
-                "SELECT entries, exits, inside, first_used FROM usage "
-                "WHERE barcode = ? AND source = ?", (barcode, source),
+                "SELECT entries, exits, inside, first_used, last_at FROM usage "
+                "WHERE barcode = ? ORDER BY last_at DESC LIMIT 1", (barcode,),
             ).fetchone()
         if row is None:
             return Usage()
-        return Usage(row[0], row[1], bool(row[2]), row[3])
+        return Usage(row[0], row[1], bool(row[2]), row[3], row[4])
 
     def record(self, scan: Scan, usage: Usage | None = None) -> int:
         """Append *scan* and, if given, the ticket's new *usage*; durable on return."""

@@ -101,8 +101,9 @@ def _combine(local: Usage, local_last: float | None, peer: Usage,
     if peer_last is not None and (local_last is None or peer_last > local_last):
         inside = peer_last_dir == "in"
     firsts = [t for t in (local.first_used, peer.first_used) if t is not None]
+    lasts = [t for t in (local_last, peer_last) if t is not None]
     return Usage(local.entries + peer.entries, local.exits + peer.exits, inside,
-                 min(firsts) if firsts else None)
+                 min(firsts) if firsts else None, max(lasts) if lasts else None)
 
 
 class PeerUsageMixin:
@@ -115,9 +116,7 @@ class PeerUsageMixin:
                     gate_id: str) -> tuple[Usage, Usage]:
         """(this gate's usage, this gate's plus its peers') of one ticket."""
         local = self.usage(source, barcode)  # type: ignore[attr-defined]
-        row = self.conn.execute("SELECT last_at FROM usage WHERE barcode = ? AND source = ?",
-                                (barcode, source)).fetchone()
-        local_last = row[0] if row else None
+        local_last = local.last_at  # usage follows the barcode, whichever source
         entries = exits = 0
         first: float | None = None
         last: float | None = None

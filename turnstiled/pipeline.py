@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from turnstiled import rules
+from turnstiled import importer, rules
 from turnstiled.backends.base import Backend, OnlineAnswer
 from turnstiled.cache import Cache
 from turnstiled.config import Config
@@ -80,6 +80,9 @@ class ScanPipeline:
         self.gate = gate
         self.clock = clock
         self.settings = rule_settings(cfg)
+        # Which cached source counts for a barcode several list (cache.pick);
+        # a source removed from the configuration no longer admits.
+        self.precedence = (*cfg.sources, importer.SOURCE)
         self.debouncer = Debouncer(cfg.gate.debounce_s)
         self.on_outcome = on_outcome
         self.online = online
@@ -105,7 +108,7 @@ class ScanPipeline:
         return self._decide(norm.text, direction, now)
 
     def _decide(self, text: str, direction: str, now: float) -> Evaluation:
-        ticket = self.cache.lookup(text)
+        ticket = self.cache.lookup(text, self.precedence)
         answer = None
         if ticket is None and self.online:
             answer = self.online.check(text)

@@ -2,8 +2,9 @@
 
 Shared by the syncer and the drain: exponential backoff with jitter that
 honours Retry-After for trouble that may pass, a slow retry plus an
-alarm for refused credentials, "client upgrade required" or an answer no
-working set-up gives (wrong URL), and logging
+alarm for refused credentials, "client upgrade required", an answer no
+working set-up gives (wrong URL) or a code or event the cloud does not
+recognise, and logging
 once per outage (a warning when it starts, an info line when it ends).
 """
 
@@ -15,7 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from turnstiled.backends.base import AuthError, BackendError, Misconfigured, UpgradeRequired
+from turnstiled.backends.base import (
+    AuthError,
+    BackendError,
+    Misconfigured,
+    Unrecognised,
+    UpgradeRequired,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +53,8 @@ class Retry:
 
     next_due: float = 0.0
     failures: int = 0
-    alarm: str | None = None  # "auth_refused" | "upgrade_required" | "misconfigured"
+    # "auth_refused" | "upgrade_required" | "misconfigured" | "not_recognised"
+    alarm: str | None = None
     last_error: str | None = None
 
     def failed(self, exc: BackendError, what: str, *, base: float = BACKOFF_BASE_S,
@@ -54,9 +62,10 @@ class Retry:
         """Record *exc*, schedule the next try; returns the state to show."""
         self.failures += 1
         self.last_error = str(exc)
-        if isinstance(exc, AuthError | UpgradeRequired | Misconfigured):
+        if isinstance(exc, AuthError | UpgradeRequired | Misconfigured | Unrecognised):
             state = ("auth_refused" if isinstance(exc, AuthError) else "misconfigured"
-                     if isinstance(exc, Misconfigured) else "upgrade_required")
+                     if isinstance(exc, Misconfigured) else "not_recognised"
+                     if isinstance(exc, Unrecognised) else "upgrade_required")
             if self.alarm != state:
                 logger.error("%s stopped: %s", what, exc)
             self.alarm = state

@@ -35,7 +35,9 @@ DENY_REASONS = (
     VENUE_FULL, MESH_PARTITIONED, ERROR,
 )
 
-STATUSES = ("valid", "invalid", "cancelled", "used")
+STATUSES = ("valid", "invalid", "cancelled", "used", "wrong_zone")
+# A ticket whose cloud did not say where it admits: no zone-restricted gate admits it.
+ZONES_UNKNOWN = ("\x1e",)
 POLICIES = ("single", "reentry", "unlimited")
 
 
@@ -64,6 +66,7 @@ class Usage:
     exits: int = 0
     inside: bool = False
     first_used: float | None = None
+    last_at: float | None = None  # the last change (an entry, an exit, an annulment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +88,25 @@ class Decision:
     detail: str = ""
 
 
-def parse_policy(text: str) -> str | int:
-    """``single`` | ``reentry`` | ``unlimited`` | a positive entry count."""
+def parse_policy(text: str) -> str | int | tuple[str, int]:
+    """``single`` | ``reentry`` | ``unlimited`` | N | ``reentry:S`` | ``inside:N``.
+
+    N (a positive number) is N entries in all. ``inside:N`` lets at most N
+    holders be inside at once (entries minus exits: a 4-person pass admits
+    4; when one leaves, one may come back). ``reentry:S`` is re-entry where
+    an entry counts as "inside" for at most S seconds: a card that never
+    meets an exit scanner is not locked out for ever.
+    """
     text = text.strip().lower()
     if text in POLICIES:
         return text
     if text.isdigit() and int(text) > 0:
         return int(text)
-    raise ValueError(f"entry policy must be single, reentry, unlimited or a number >= 1: {text!r}")
+    kind, _, number = text.partition(":")
+    if kind in ("reentry", "inside") and number.isdigit() and int(number) > 0:
+        return kind, int(number)
+    raise ValueError("entry policy must be single, reentry, unlimited, a number >= 1, "
+                     f"reentry:SECONDS or inside:N: {text!r}")
 
 
 def entry_limit(text: str) -> int | None:
@@ -128,10 +142,14 @@ def decide(
         return Decision(False, CANCELLED, "ticket cancelled")
     if ticket.status == "used":
         return Decision(False, ALREADY_USED, "already admitted (recorded upstream)")
+    if ticket.status == "wrong_zone":
+        return Decision(False, WRONG_ZONE, "the cloud does not admit it at this device's zone")
     if ticket.status != "valid":
         return Decision(False, INVALID, f"ticket status {ticket.status}")
     if settings.events and ticket.event and ticket.event not in settings.events:
         return Decision(False, WRONG_EVENT, f"ticket is for event {ticket.event or '?'}")
+    if settings.zones and ticket.zones == ZONES_UNKNOWN:
+        return Decision(False, WRONG_ZONE, "the cloud did not say which zones it admits to")
     if settings.zones and ticket.zones and not set(ticket.zones) & set(settings.zones):
         return Decision(False, WRONG_ZONE, f"ticket zones {', '.join(ticket.zones)}")
     if ticket.valid_from is not None and now < ticket.valid_from - settings.early_entry_s:
@@ -141,10 +159,10 @@ def decide(
     if (ticket.use_window_s is not None and usage.first_used is not None
             and now > usage.first_used + ticket.use_window_s):
         return Decision(False, EXPIRED, "the pass's time since first use has run out")
-    return _check_entries(ticket, usage)
+    return _check_entries(ticket, usage, now)
 
 
-def _check_entries(ticket: Ticket, usage: Usage) -> Decision:
+def _check_entries(ticket: Ticket, usage: Usage, now: float) -> Decision:
     try:
         policy = parse_policy(ticket.entries)
     except ValueError:
@@ -153,6 +171,17 @@ def _check_entries(ticket: Ticket, usage: Usage) -> Decision:
         return Decision(True, GRANTED, "unlimited entries")
     if policy == "reentry":
         if usage.inside:
+            return Decision(False, ALREADY_INSIDE, "entered and has not left")
+        return Decision(True, GRANTED, "re-entry" if usage.entries else "first entry")
+    if isinstance(policy, tuple):
+        kind, n = policy
+        if kind == "inside":
+            inside = max(0, usage.entries - usage.exits)
+            if inside >= n:
+                return Decision(False, ALREADY_INSIDE, f"{inside} of {n} inside")
+            return Decision(True, GRANTED, f"{inside + 1} of {n} inside")
+        lapsed = usage.last_at is not None and now - usage.last_at >= n
+        if usage.inside and not lapsed:
             return Decision(False, ALREADY_INSIDE, "entered and has not left")
         return Decision(True, GRANTED, "re-entry" if usage.entries else "first entry")
     if policy == "single":
@@ -190,6 +219,6 @@ def apply(usage: Usage, decision: Decision, direction: str, now: float) -> Usage
     if not decision.granted:
         return usage
     if direction == "out":
-        return Usage(usage.entries, usage.exits + 1, False, usage.first_used)
+        return Usage(usage.entries, usage.exits + 1, False, usage.first_used, now)
     first = usage.first_used if usage.first_used is not None else now
-    return Usage(usage.entries + 1, usage.exits, True, first)
+    return Usage(usage.entries + 1, usage.exits, True, first, now)

@@ -5,7 +5,11 @@ gets a full sync when the cache has none for it (or the last one is older
 than ``full_sync_interval_s``) and a delta sync every ``sync_interval``.
 A full sync streams page by page into one cache transaction, so readers
 keep the old list until the new one is complete, and an interrupted sync
-leaves the old list in place and simply starts again. Failures are
+leaves the old list in place and simply starts again. Each sync of a
+backend with deltas hands back a cursor on the cloud's clock
+(:mod:`turnstiled.backends.window`): the next delta starts there, never at
+the gate's time; without one (a cloud that sent no time) the next sync is
+a full one. Failures are
 recorded per source (``turnstilectl status`` shows them) and retried with
 exponential backoff and jitter, honouring Retry-After; refused credentials
 and "client upgrade required" are alarms retried slowly.
@@ -19,11 +23,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from turnstiled.backends.base import Backend, BackendError
+from turnstiled.backends.base import Backend, BackendError, Delta
 from turnstiled.cache import Cache
 from turnstiled.retry import Retry
 from turnstiled.rules import Ticket
-from turnstiled.timeutil import iso
 from turnstiled.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -78,15 +81,19 @@ class Syncer(Worker):
         try:
             if full is None:
                 full = (st.last_full is None or not backend.capabilities.delta_sync
+                        or st.cursor is None
                         or now - st.last_full >= backend.full_sync_interval())
+            full = full or st.cursor is None  # no cloud time to start a delta from
             if full:
-                n = cache.replace_source(name, _flatten(backend.full_sync(), self.on_progress))
-                st.last_full, st.cursor = now, iso(now)
+                listing = backend.full_sync()
+                n = cache.replace_source(name, _flatten(listing, self.on_progress))
+                st.last_full = now
+                st.cursor = listing.cursor if isinstance(listing, Delta) else None
                 logger.info("%s: full sync, %d tickets", name, n)
             else:
                 delta = backend.delta_sync(st.cursor)
                 n = cache.upsert(_flatten(delta.pages, self.on_progress))
-                st.cursor = delta.cursor
+                st.cursor = delta.cursor or st.cursor
                 if n:
                     logger.info("%s: delta sync, %d changed tickets", name, n)
             cache.mark_sync(name, full=full, ok=True, cursor=st.cursor, state="ok")

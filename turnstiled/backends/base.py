@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from turnstiled.backends.window import Anchor
 from turnstiled.errors import TurnstileError
 from turnstiled.rules import Decision, Ticket
 
@@ -44,6 +45,10 @@ class Rejected(BackendError):
 
 class Misconfigured(BackendError):
     """An answer no working set-up gives (wrong URL, HTML 404, a redirect): a technician acts."""
+
+
+class Unrecognised(BackendError):
+    """The cloud does not know our code or event (a 404 that no retry mends): an alarm."""
 
 
 @dataclass(frozen=True)
@@ -94,10 +99,22 @@ class UploadResult:
 
 @dataclass
 class Delta:
-    """Changed tickets since the last cursor, and the cursor to keep."""
+    """Pages of tickets, and where the next delta window starts once they are read.
+
+    ``full_sync`` of a backend with deltas returns one too, so the first
+    delta after a full sync starts at the cloud's time the full sync began.
+    """
 
     pages: Iterator[list[Ticket]]
-    cursor: str
+    anchor: Anchor
+
+    def __iter__(self) -> Iterator[list[Ticket]]:
+        return self.pages
+
+    @property
+    def cursor(self) -> str | None:
+        """The next window's start in the cloud's time (read it after the pages)."""
+        return self.anchor.cursor()
 
 
 class Backend:
@@ -126,12 +143,16 @@ class Backend:
             return None
         return float(getattr(self.settings, "online_deadline_s", 0.8))
 
-    def full_sync(self) -> Iterator[list[Ticket]]:
-        """Every ticket this gate may see, page by page (streamed, never all at once)."""
+    def full_sync(self) -> Iterator[list[Ticket]] | Delta:
+        """Every ticket this gate may see, page by page (streamed, never all at once).
+
+        A backend with deltas returns a :class:`Delta`, whose cursor anchors the
+        next delta window on the cloud's clock.
+        """
         raise BackendError(f"{self.name} has no ticket list")
 
-    def delta_sync(self, cursor: str | None) -> Delta:
-        """Tickets changed since *cursor* (None: since the last full sync started)."""
+    def delta_sync(self, cursor: str) -> Delta:
+        """Tickets changed since *cursor*, a cloud time from the last sync's ``Delta``."""
         raise BackendError(f"{self.name} has no delta sync")
 
     def online_check(self, barcode: str) -> OnlineAnswer:

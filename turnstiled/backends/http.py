@@ -23,6 +23,7 @@ from turnstiled.backends.base import (
     TransientError,
     UpgradeRequired,
 )
+from turnstiled.backends.window import CloudClock
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class Http:
                  connect_timeout: float = 3.0, verify: bool | str = True,
                  vendor: str = "") -> None:
         self.vendor = vendor
+        self.clock = CloudClock()  # the cloud's time, from every answer's Date header
         self.client = httpx.Client(
             base_url=base_url.rstrip("/") + "/",
             headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
@@ -78,13 +80,16 @@ class Http:
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                 json_body: Any = None, timeout: float | None = None,
-                ok: tuple[int, ...] = (200,), allow: tuple[int, ...] = ()) -> tuple[int, Any]:
+                ok: tuple[int, ...] = (200,), allow: tuple[int, ...] = (),
+                headers: dict[str, str] | None = None) -> tuple[int, Any]:
         """Send one request; the decoded JSON of an expected answer, else an error.
 
         Statuses in *allow* are returned (with their decoded body or None)
         instead of raised, for endpoints where e.g. 404 is a normal answer.
         """
         kwargs: dict[str, Any] = {"params": params}
+        if headers:
+            kwargs["headers"] = headers
         if json_body is not None:
             kwargs["json"] = json_body
         if timeout is not None:
@@ -97,6 +102,7 @@ class Http:
             raise TransientError(f"{what}: timed out ({type(exc).__name__})") from None
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from None
+        self.clock.observe(resp.headers.get("Date"))
         status = resp.status_code
         if status in ok or status in allow:
             return status, self._json(resp, what, required=status in ok)

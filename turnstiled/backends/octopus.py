@@ -6,8 +6,10 @@ Bearer auth; ``services`` tell what each kind of ticket allows (``ttf``,
 ``{data, pagination}`` envelope. A ticket is valid from ``start_time`` to
 ``valid_until``; a ``ttf`` ticket also expires ``expTime`` seconds after
 its first use at this gate; a one-person code may go in and out during
-its time, a code for N people admits N entries. Octopus has no scan
-endpoint: scans are kept on the gate.
+its time. ``numusers``/``maxUsers`` bound *simultaneous* users: a code for
+N people lets at most N be inside at once (``inside:N``: a 4-person pass
+admits 4; when one leaves, one may come back; counted by this gate's exit
+scans). Octopus has no scan endpoint: scans are kept on the gate.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ class OctopusBackend(Backend):
         mapped = {"active": "valid", "cancelled": "cancelled"}.get(status, "invalid")
         return Ticket(NAME, str(code), "", mapped, (), parse_iso(item.get("start_time")),
                       parse_iso(item.get("valid_until")),
-                      "reentry" if users == 1 else str(users),
+                      "reentry" if users <= 1 else f"inside:{users}",
                       str(svc.get("name") or ""), str(item.get("id") or ""), use_window)
 
     def full_sync(self) -> Iterator[list[Ticket]]:

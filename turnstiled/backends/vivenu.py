@@ -1,20 +1,32 @@
 """vivenu Access Control API (``/api/accessusers``): sync, online check, scan upload.
 
-Full sync pages ``tickets/v2/{eventId}`` with ``top`` up to 1000 and an
-advancing ``skip`` (vivenu's own example forgets to advance it). Delta
-sync asks for ``from``/``until`` windows on created/updated that overlap
-the previous one a little, so nothing falls between two windows. A
-ticket's ``entry`` permissions become its zones; ``INVALID`` and
-``DETAILSREQUIRED`` tickets are kept (as ``invalid``) so they are denied
-with a reason instead of "unknown".
+Lists are paged by value, not by position (:mod:`turnstiled.backends.window`):
+each request asks ``from`` the last ``updatedAt`` read and skips only the
+tickets stamped exactly then, so a ticket edited while the gate pages (it
+moves to the end of the list) cannot push another one past the gate. Every
+sync remembers the cloud's time it started (its ``Date`` header); the next
+delta asks ``from`` a little before it. Every full sync also reads the
+event list (unless ``events`` is configured) and the device's settings
+(``GET /me``) afresh, and the settings shape every ticket:
+
+- ``scanConfig.enableMultiCheckin`` with check-out scans enabled: a ticket
+  may come in again after it went out (``reentry``); otherwise ``single``;
+- ``scanConfig.events[].allowAllTicketTypes`` / ``allowedTicketTypeIds``:
+  other ticket types are ``invalid`` at this device;
+- ``scanConfig.scanZoneId``: a ticket whose ``entry`` lacks that zone is
+  ``wrong_zone``; one whose answer has no ``entry`` at all has unknown
+  zones, which no zone-restricted gate admits.
+
+``INVALID`` and ``DETAILSREQUIRED`` tickets are kept (as ``invalid``) so
+they are denied with a reason instead of "unknown".
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import time
+import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -23,14 +35,18 @@ from turnstiled.backends.base import (
     Capabilities,
     Delta,
     OnlineAnswer,
+    Rejected,
     TransientError,
     UploadResult,
     UploadScan,
 )
 from turnstiled.backends.http import Http
-from turnstiled.rules import Ticket
+from turnstiled.backends.window import Anchor, keyset_step, window_start
+from turnstiled.rules import ZONES_UNKNOWN, Ticket
 from turnstiled.secret import Secret
 from turnstiled.timeutil import iso, parse_iso
+
+logger = logging.getLogger(__name__)
 
 NAME = "vivenu"
 STATUS = {"VALID": "valid", "INVALID": "invalid", "DETAILSREQUIRED": "invalid",
@@ -54,17 +70,59 @@ class VivenuSettings:
     upload_batch: int = 500
 
 
-def to_ticket(doc: dict[str, Any]) -> Ticket | None:
+@dataclass(frozen=True)
+class Device:
+    """What ``GET /me`` says this device may admit."""
+
+    entries: str = "single"
+    scan_zone: str | None = None
+    types: dict[str, frozenset[str]] = field(default_factory=dict)  # event -> allowed types
+    sync_interval: float | None = None
+
+    @classmethod
+    def from_me(cls, me: Any) -> Device:
+        ds = me.get("deviceSettings") if isinstance(me, dict) else None
+        ds = ds if isinstance(ds, dict) else {}
+        scan = ds.get("scanConfig") if isinstance(ds.get("scanConfig"), dict) else {}
+        kinds = scan.get("scanTypes") if isinstance(scan.get("scanTypes"), dict) else {}
+        multi = bool(scan.get("enableMultiCheckin")) and bool(kinds.get("checkout"))
+        types: dict[str, frozenset[str]] = {}
+        for ev in scan.get("events") or ():
+            if isinstance(ev, dict) and ev.get("eventId") and not ev.get("allowAllTicketTypes"):
+                types[str(ev["eventId"])] = frozenset(
+                    str(t) for t in ev.get("allowedTicketTypeIds") or ())
+        value = ds.get("ticketSyncInterval")
+        return cls("reentry" if multi else "single", str(scan.get("scanZoneId") or "") or None,
+                   types, float(min(900, max(5, value))) if isinstance(value, int | float)
+                   else None)
+
+
+def to_ticket(doc: dict[str, Any], device: Device | None = None) -> Ticket | None:
     """A vivenu ticket document as a cache ticket (None if it has no barcode)."""
     barcode = doc.get("barcode")
     if not isinstance(barcode, str) or not barcode:
         return None
-    entry = doc.get("entry") or ()
-    zones = tuple(str(z) for z in entry if z) if isinstance(entry, list) else ()
+    device = device or Device()
+    entry = doc.get("entry")
+    # No `entry` in the answer (the single-ticket endpoint has none): zones unknown,
+    # never "every zone".
+    zones = tuple(str(z) for z in entry if z) if isinstance(entry, list) else ZONES_UNKNOWN
     status = STATUS.get(str(doc.get("status", "")).upper(), "invalid")
-    return Ticket(NAME, barcode, str(doc.get("eventId") or ""), status, zones, None, None,
-                  "single", str(doc.get("name") or doc.get("ticketName") or ""),
+    event = str(doc.get("eventId") or "")
+    allowed = device.types.get(event)
+    if status == "valid" and allowed is not None and str(doc.get("ticketTypeId")) not in allowed:
+        status = "invalid"  # a ticket type this device does not admit
+    if status == "valid" and device.scan_zone and device.scan_zone not in zones:
+        status = "wrong_zone"
+    return Ticket(NAME, barcode, event, status, zones, None, None, device.entries,
+                  str(doc.get("name") or doc.get("ticketName") or ""),
                   str(doc.get("_id") or ""))
+
+
+def _stamp(doc: Any) -> float | None:
+    if not isinstance(doc, dict):
+        return None
+    return parse_iso(doc.get("updatedAt") or doc.get("createdAt"))
 
 
 class VivenuBackend(Backend):
@@ -79,76 +137,111 @@ class VivenuBackend(Backend):
         self.http = Http(settings.base_url, headers={"token": settings.token.reveal()},
                          timeout=settings.timeout_s, vendor=NAME)
         self._events: list[str] | None = None
-        self._interval: float | None = None
+        self.device: Device | None = None
 
     def close(self) -> None:
         self.http.close()
 
+    def status(self) -> dict[str, Any]:
+        d = self.device
+        return {} if d is None else {"events": self._events, "entries": d.entries,
+                                     "scan_zone": d.scan_zone}
+
     # -- device settings -------------------------------------------------
+    def refresh(self) -> Device:
+        """Read the device's settings (``GET /me``) and, unless configured, its events."""
+        _, me = self.http.request("GET", "me")
+        self.device = Device.from_me(me)
+        if not self.settings.events:
+            _, body = self.http.request("GET", "events")
+            if not isinstance(body, list):
+                raise TransientError("vivenu events: expected a list")
+            events = [str(e["_id"]) for e in body if isinstance(e, dict) and e.get("_id")]
+            if events != self._events:
+                logger.info("vivenu: %d events assigned to this device", len(events))
+            self._events = events
+        return self.device
+
     def sync_interval(self) -> float:
         """``sync_interval_s``, or the device's ``deviceSettings.ticketSyncInterval`` (5-900 s)."""
         if self.settings.sync_interval_s > 0:
             return self.settings.sync_interval_s
-        if self._interval is None:
-            _, me = self.http.request("GET", "me")
-            settings = me.get("deviceSettings") if isinstance(me, dict) else None
-            value = settings.get("ticketSyncInterval") if isinstance(settings, dict) else None
-            self._interval = float(min(900, max(5, value))) if isinstance(
-                value, int | float) else 10.0
-        return self._interval
+        device = self.device or self.refresh()
+        return device.sync_interval or 10.0
 
     def events(self) -> list[str]:
         if self.settings.events:
             return list(self.settings.events)
         if self._events is None:
-            _, body = self.http.request("GET", "events")
-            if not isinstance(body, list):
-                raise TransientError("vivenu events: expected a list")
-            self._events = [str(e["_id"]) for e in body if isinstance(e, dict) and e.get("_id")]
-        return self._events
+            self.refresh()
+        return list(self._events or ())
 
     # -- sync ------------------------------------------------------------
-    def _page(self, event: str, params: dict[str, Any], skip: int) -> tuple[list[Ticket], int,
-                                                                          Any]:
+    def _page(self, event: str, lo: float | None, skip: int,
+              anchor: Anchor) -> tuple[list[Ticket], list[Any], Any]:
         top = max(1, min(1000, self.settings.page_size))
+        params: dict[str, Any] = {"top": top, "skip": skip}
+        if lo is not None:
+            params["from"] = iso(lo)
         _, body = self.http.request("GET", f"tickets/v2/{quote(event, safe='')}",
-                                    params={**params, "top": top, "skip": skip})
+                                    params=params)
         if not isinstance(body, dict) or not isinstance(body.get("docs"), list):
             raise TransientError("vivenu tickets/v2: answer has no docs list")
         docs = body["docs"]
-        return [t for t in map(to_ticket, docs) if t is not None], len(docs), body.get("total")
+        for d in docs:
+            anchor.seen(_stamp(d))
+        device = self.device or Device()
+        return [t for t in (to_ticket(d, device) for d in docs) if t is not None], docs, \
+            body.get("total")
 
-    def _pages(self, event: str, params: dict[str, Any]) -> Iterator[list[Ticket]]:
-        """Every page, the next one fetched and parsed while the caller stores this one."""
+    def _pages(self, event: str, lo: float | None, anchor: Anchor) -> Iterator[list[Ticket]]:
+        """Every page from *lo* on, the next fetched while the caller stores this one."""
+        top = max(1, min(1000, self.settings.page_size))
         with cf.ThreadPoolExecutor(1, thread_name_prefix="vivenu-page") as pool:
             skip = 0
-            ahead = pool.submit(self._page, event, params, skip)
+            ahead = pool.submit(self._page, event, lo, skip, anchor)
             while True:
-                tickets, count, total = ahead.result()
-                skip += count
-                more = count > 0 and not (isinstance(total, int) and skip >= total)
+                tickets, docs, total = ahead.result()
+                more = len(docs) >= top and not (isinstance(total, int)
+                                                 and skip + len(docs) >= total)
                 if more:
-                    ahead = pool.submit(self._page, event, params, skip)
+                    step = keyset_step([_stamp(d) for d in docs], lo, skip)
+                    # Out of order (not what vivenu sends): fall back to positions.
+                    lo, skip = step if step is not None else (lo, skip + len(docs))
+                    ahead = pool.submit(self._page, event, lo, skip, anchor)
                 if tickets:
                     yield tickets
                 if not more:
                     return
 
-    def full_sync(self) -> Iterator[list[Ticket]]:
-        for event in self.events():
-            yield from self._pages(event, {})
+    def _all(self, lo: float | None, anchor: Anchor, events: list[str]) -> Iterator[list[Ticket]]:
+        for event in events:
+            try:
+                yield from self._pages(event, lo, anchor)
+            except Rejected as exc:
+                if exc.status != 400 or self.settings.events:
+                    raise
+                self.refresh()
+                if event in (self._events or ()):
+                    raise
+                # The event was taken from this device since the list was read:
+                # it must not freeze every other event's sync.
+                logger.warning("vivenu: an event is no longer assigned to this device; "
+                               "its tickets go at this full sync")
 
-    def delta_sync(self, cursor: str | None) -> Delta:
-        now = time.time()
-        since = parse_iso(cursor) if cursor else None
-        start = (since if since is not None else now - 3600) - self.settings.overlap_s
-        window = {"from": iso(start), "until": iso(now + 1)}
-        events = self.events()
+    def full_sync(self) -> Delta:
+        anchor = Anchor(self.http.clock)
 
         def pages() -> Iterator[list[Ticket]]:
-            for event in events:
-                yield from self._pages(event, window)
-        return Delta(pages(), iso(now) or "")
+            self.refresh()
+            yield from self._all(None, anchor, self.events())
+        return Delta(pages(), anchor)
+
+    def delta_sync(self, cursor: str) -> Delta:
+        anchor = Anchor(self.http.clock, cursor)
+        lo = window_start(cursor, self.settings.overlap_s)
+        events = self.events()
+        return Delta(self._all(lo, anchor, events), anchor)
 
     # -- scan path -------------------------------------------------------
     def online_check(self, barcode: str) -> OnlineAnswer:
@@ -158,7 +251,7 @@ class VivenuBackend(Backend):
             timeout=self.settings.online_deadline_s, allow=(404,))
         if status == 404 or not isinstance(body, dict):
             return OnlineAnswer(None)
-        return OnlineAnswer(to_ticket(body))
+        return OnlineAnswer(to_ticket(body, self.device))
 
     # -- drain -----------------------------------------------------------
     def upload(self, scans: Sequence[UploadScan]) -> UploadResult:

@@ -33,7 +33,9 @@ URI."}``.
   lists the admissions made (the way a gate learns whether a lost upload
   was applied).
 
-The integration key in ``credentials["api_key"]`` may do everything. The
+The integration key in ``credentials["api_key"]`` may do everything. With
+``strings=True`` the ticket list sends ``total``, ``page`` and ``records``
+as strings. The
 main event holds ``tickets`` tickets over three sections; a second event
 holds a quarter as many.
 """
@@ -186,6 +188,10 @@ class TicketingEmulator(Emulator):
 
     name = "ticketing"
     base_path = "/v3"
+
+    def __init__(self, *, strings: bool = False, **kwargs: Any) -> None:
+        self.strings = strings  # send total, page and records as strings (as some answers do)
+        super().__init__(**kwargs)
 
     def setup(self, tickets: int) -> TicketingState:
         state = TicketingState(self, tickets)
@@ -372,6 +378,8 @@ class TicketingEmulator(Emulator):
             body = self._paged(serials, records, page)
             body["entries"] = [s.public(s.by_serial[x]) for x in body["entries"]]
             self.churn(s.modified(req.params["event"], None)[:self.edits_per_page])
+        if self.strings:
+            body.update({k: str(body[k]) for k in ("total", "page", "records")})
         return body
 
     def _admit(self, req: Request) -> Any:

@@ -14,7 +14,13 @@ single-ticket answer only knows ``VALID | INVALID`` (anything else shows as
 ``INVALID``); a few ``RESERVED``/``BLANK`` tickets are in no list but answer
 the online scan (``DENIED``). An online scan of a ticket already checked in
 is ``DENIED`` unless the device allows multi check-in; uploaded ``OK``
-scans check tickets in and out too.
+scans check tickets in and out too. The single-ticket answer has no
+``entry`` (zones), as in the OpenAPI schema.
+
+Device settings (``GET /me``) come from the constructor: ``multi_checkin``,
+``checkout``, ``scan_zone`` and ``ticket_types`` (allowed ticket type ids,
+None for all). ``emu.assign(event_id, False)`` takes an event from the
+device (its list answers 400), ``emu.assign(event_id)`` gives it back.
 
 Tickets are kept per event sorted by (updatedAt, _id) with their JSON
 pre-serialised, so a page is a slice and a ``from``/``until`` window a bisect:
@@ -43,6 +49,8 @@ EVENTS = (("Spring Festival Day 1", 2), ("Spring Festival Day 2", 3), ("Club Nig
 SYNC_INTERVALS = (5, 15, 30, 60, 300, 600, 900)
 SCAN_FIELDS = ("_id", "barcode", "name", "status", "ticketTypeId", "ticketName", "categoryRef",
                "eventId", "sellerId", "createdAt", "updatedAt")
+# GET tickets/{barcode} (GET_Accessusers_GetTicketWithBarcode_200_response): no `entry`.
+ONE_FIELDS = (*SCAN_FIELDS, "priceCategoryId", "priceCategory")
 
 
 def _err(status: int, error: str, message: str) -> HttpError:
@@ -201,12 +209,16 @@ class VivenuEmulator(Emulator):
     base_path = BASE
 
     def __init__(self, *, sync_interval: int = 15, multi_checkin: bool = False,
-                 scan_zone: str | None = None, **kwargs: Any) -> None:
+                 scan_zone: str | None = None, checkout: bool = False,
+                 ticket_types: tuple[str, ...] | None = None, **kwargs: Any) -> None:
         if sync_interval not in SYNC_INTERVALS:
             raise ValueError(f"sync_interval must be one of {SYNC_INTERVALS}")
         self.sync_interval = sync_interval
         self.multi_checkin = multi_checkin
         self.scan_zone = scan_zone
+        self.checkout = checkout
+        self.ticket_types = ticket_types
+        self.unassigned: set[str] = set()
         super().__init__(**kwargs)
 
     def setup(self, tickets: int) -> VivenuState:
@@ -230,7 +242,14 @@ class VivenuEmulator(Emulator):
 
     @property
     def events(self) -> list[dict[str, Any]]:
-        return self.state.events  # type: ignore[attr-defined, no-any-return]
+        """The events assigned to this device."""
+        return [e for e in self.state.events  # type: ignore[attr-defined]
+                if e["_id"] not in self.unassigned]
+
+    def assign(self, event: str, on: bool = True) -> None:
+        """Give the device *event* (or take it away: its ticket list then answers 400)."""
+        with self.lock:
+            (self.unassigned.discard if on else self.unassigned.add)(event)
 
     @property
     def credentials(self) -> dict[str, str]:
@@ -267,10 +286,11 @@ class VivenuEmulator(Emulator):
 
     def _me(self, req: Request) -> Any:
         self._auth(req)
+        types = {"allowAllTicketTypes": True} if self.ticket_types is None else {
+            "allowAllTicketTypes": False, "allowedTicketTypeIds": list(self.ticket_types)}
         scan: dict[str, Any] = {
-            "mode": "default", "events": [{"eventId": e["_id"], "allowAllTicketTypes": True}
-                                          for e in self.events],
-            "scanTypes": {"checkin": True, "checkout": False},
+            "mode": "default", "events": [{"eventId": e["_id"], **types} for e in self.events],
+            "scanTypes": {"checkin": True, "checkout": self.checkout},
             "enableMultiCheckin": self.multi_checkin, "checkTimeslots": False}
         if self.scan_zone:
             scan["scanZoneId"] = self.scan_zone
@@ -312,7 +332,7 @@ class VivenuEmulator(Emulator):
             raise _err(404, "Not Found", "Ticket not found")
         if doc["status"] != "VALID":
             doc["status"] = "INVALID"  # this endpoint's enum has only VALID | INVALID
-        return doc
+        return {k: doc[k] for k in ONE_FIELDS if k in doc}
 
     def _scan_one(self, req: Request) -> Any:
         state = self._auth(req)
