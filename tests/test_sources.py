@@ -28,7 +28,7 @@ def gate(tmp_path, sources):
 
 
 def test_configuration_order_wins_and_local_comes_last(tmp_path):
-    cfg, cache, journal, pipe = gate(tmp_path, {"crowdmanager": CM, "vivenu": VIVENU})
+    _cfg, cache, _journal, pipe = gate(tmp_path, {"crowdmanager": CM, "vivenu": VIVENU})
     cache.upsert([Ticket("local", "CODE1", zones=("GA",)),
                   Ticket("vivenu", "CODE1", zones=("VIP",)),
                   Ticket("crowdmanager", "CODE1", zones=("North",))])
@@ -38,7 +38,7 @@ def test_configuration_order_wins_and_local_comes_last(tmp_path):
 
 
 def test_a_refusal_is_never_overruled_by_another_sources_valid_row(tmp_path):
-    cfg, cache, journal, pipe = gate(tmp_path, {"vivenu": VIVENU, "crowdmanager": CM})
+    _cfg, cache, _journal, pipe = gate(tmp_path, {"vivenu": VIVENU, "crowdmanager": CM})
     for status in ("invalid", "cancelled", "used", "wrong_zone"):
         code = f"REF-{status}"
         cache.upsert([Ticket("vivenu", code), Ticket("crowdmanager", code, status=status),
@@ -48,7 +48,7 @@ def test_a_refusal_is_never_overruled_by_another_sources_valid_row(tmp_path):
 
 
 def test_usage_follows_the_barcode_across_sources(tmp_path):
-    cfg, cache, journal, pipe = gate(tmp_path, {"vivenu": VIVENU})
+    _cfg, cache, _journal, pipe = gate(tmp_path, {"vivenu": VIVENU})
     cache.upsert([Ticket("local", "SWAP1")])
     assert pipe.handle(b"SWAP1", "s1", "in").evaluation.decision.granted
     # The same ticket now also arrives from a cloud, which takes precedence:
@@ -80,7 +80,7 @@ def test_a_removed_source_stops_admitting_and_its_scans_wait_as_orphans(tmp_path
         assert out.evaluation.decision.granted
         assert journal.backlog()["vivenu"]["pending"] == 1
         # Restarted without [sources.vivenu]: its tickets stop admitting ...
-        cfg2, cache2, journal2, pipe2 = gate(tmp_path, {})
+        _cfg2, _cache2, _journal2, pipe2 = gate(tmp_path, {})
         assert pipe2.evaluate(doc["barcode"].encode()).decision.reason == rules.UNKNOWN
         # ... and its pending scan stays, shown as orphaned.
         conf = tmp_path / "bare.toml"
