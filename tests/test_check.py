@@ -40,9 +40,9 @@ def mock_pins(monkeypatch):
     (SCANNER + "idle_gap_s = 0\n", "scanner[0].idle_gap_s"),
     (b"[gate]\nid = 'caf\xe9'\n" + SCANNER.encode(), "not UTF-8 (byte 0xe9 on line 2)"),
     (b"\xef\xbb\xbf[gate]\nid = 'g'\n" + SCANNER.encode(), "byte-order mark"),
-    ("[sources.ticketing]\nadmission_code = 'abc123'\n" + SCANNER,
+    ("[sources.ticketing]\nadmission_code = 'abc123'\napi_key = 'k'\n" + SCANNER,
      "sources.ticketing.admission_code"),
-    ("[sources.ticketing]\nadmission_code = 'a0f9gg8d'\n" + SCANNER,
+    ("[sources.ticketing]\nadmission_code = 'a0f9gg8d'\napi_key = 'k'\n" + SCANNER,
      "sources.ticketing.admission_code"),
     ("[journal]\nupload_retry_min_s = 600\nupload_retry_max_s = 300\n" + SCANNER,
      "journal.upload_retry_min_s: 600 is above upload_retry_max_s (300)"),
@@ -69,7 +69,8 @@ def test_the_secret_is_not_in_the_refusal(tmp_path, capsys):
 
 def test_good_config_passes_and_no_scanner_only_warns(tmp_path, capsys):
     rc, err, out = check(tmp_path, capsys, SCANNER + "[sources.ticketing]\n"
-                         "admission_code = 'A0F9GG8D'\nbase_url = 'http://127.0.0.1:1/v3/'\n")
+                         "admission_code = 'A0F9GG8D'\napi_key = 'k'\n"
+                         "base_url = 'http://127.0.0.1:1/v3/'\n")
     assert (rc, err) == (0, [])
     assert "configuration OK" in out
     rc, err, out = check(tmp_path, capsys, "[gate]\nid = 'g'\n")
