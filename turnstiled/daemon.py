@@ -26,10 +26,11 @@ from gpiozero.pins import Factory
 
 from turnstiled import config as config_mod
 from turnstiled import datafiles, logs, preflight, sdnotify
+from turnstiled import reload as reload_mod
 from turnstiled.backends import make_backends
 from turnstiled.cache import Cache
 from turnstiled.cloud import CloudProcess
-from turnstiled.config import Config, ScannerSettings
+from turnstiled.config import Config, HardwareSettings, ScannerSettings
 from turnstiled.control import ControlServer
 from turnstiled.errors import ConfigError
 from turnstiled.figures import gate_figures, version
@@ -97,8 +98,8 @@ class Daemon:
         emergency = last is not None and last["detail"].startswith("on")
         if emergency:
             logger.warning("emergency hold still on (%s): arm held free", last["detail"])
-        self.gate = Gate(cfg.hardware, pin_factory, on_fire_alarm=self._fire_alarm,
-                         emergency=emergency)
+        self.pin_factory = pin_factory
+        self.gate = self.new_gate(cfg.hardware, emergency=emergency)
         self.backends = make_backends(cfg.sources)
         self.online = OnlineChecker(self.backends)
         # Sync and drain run in a child process (see cloud.py); the backends
@@ -108,8 +109,7 @@ class Daemon:
                                      on_outcome=self._outcome, online=self.online,
                                      uploaders={b.name: b for b in self.backends})
         self.last_frame: dict[str, float] = {}
-        self.scanners: list[Scanner] = [
-            make_scanner(sc, self._frame_sink(sc)) for sc in cfg.scanner]
+        self.scanners: list[Scanner] = [self.new_scanner(sc) for sc in cfg.scanner]
         self.last_scan_at: float | None = None
         self.mesh = None
         if cfg.mesh is not None:
@@ -130,6 +130,12 @@ class Daemon:
                                  if self.cloud else []},
         })
         self._worker = threading.Thread(target=self._work, name="decide", daemon=True)
+
+    def new_gate(self, hw: HardwareSettings, emergency: bool = False) -> Gate:
+        return Gate(hw, self.pin_factory, on_fire_alarm=self._fire_alarm, emergency=emergency)
+
+    def new_scanner(self, sc: ScannerSettings) -> Scanner:
+        return make_scanner(sc, self._frame_sink(sc))
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:
@@ -240,7 +246,16 @@ class Daemon:
         except Exception as exc:  # the next scan's transaction tries again
             logger.warning("cannot journal the gate's outcomes yet: %s", exc)
 
+    def reload(self, new: Config, timeout: float = 30.0) -> set[str]:
+        """Put *new* in force between two decisions (SIGHUP); raises ReloadRefused."""
+        job = reload_mod.Job(new)
+        self.queue.put(job)
+        return job.wait(timeout)
+
     def _work_one(self, item: Any) -> None:
+        if isinstance(item, reload_mod.Job):
+            item.run(self)
+            return
         if isinstance(item, _Event):
             self.journal.log_event(item.kind, item.detail, at=item.at)
             return
@@ -363,20 +378,32 @@ class Daemon:
 
 def run(cfg: Config, pin_factory: Factory | None = None) -> int:
     """Run until SIGTERM/SIGINT; the process's whole life under systemd."""
-    stop = threading.Event()
+    wake = threading.Event()
+    stop, hup = threading.Event(), threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
-        logger.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
+        if signum == signal.SIGHUP:
+            hup.set()
+        else:
+            logger.info("received %s, shutting down", signal.Signals(signum).name)
+            stop.set()
+        wake.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     daemon = Daemon(cfg, pin_factory)
     try:
         daemon.start()
         sdnotify.notify(f"READY=1\nSTATUS=gate {cfg.gate.id} ready")
         interval = sdnotify.watchdog_interval()
-        while not stop.wait(interval or 1.0):
+        while not stop.is_set():
+            wake.wait(interval or 1.0)
+            wake.clear()
+            if stop.is_set():
+                break
+            if hup.is_set():
+                hup.clear()
+                reload_mod.from_file(daemon)
             stale = daemon.stale_loops()
             if interval is not None and not stale:
                 sdnotify.notify("WATCHDOG=1")
