@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_config, wait_until
 
+from tests.conftest import make_config, wait_until
 from turnstiled import cli
 from turnstiled.control import request
 from turnstiled.daemon import Daemon
