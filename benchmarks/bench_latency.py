@@ -1,6 +1,6 @@
 """Scan-to-relay latency, peak RSS and start-to-ready with a large ticket cache.
 
-Usage: ``scripts/bench latency [--tickets 1000000] [--scans 2000]``
+Usage: ``scripts/bench latency [--tickets 1000000] [--scans 2000] [--metrics]``
 
 1. Fills a cache with N tickets (through :class:`turnstiled.cache.Cache`).
 2. Start-to-ready: launches ``turnstiled`` as a real process with
@@ -16,6 +16,12 @@ Usage: ``scripts/bench latency [--tickets 1000000] [--scans 2000]``
    process) fully synced every few seconds into the same cache, and every
    other scan a vivenu ticket that the drain uploads. The scan path must
    not notice.
+
+With ``--metrics``, only this instead: step 3 with Prometheus metrics off
+and on (the HTTP endpoint scraped every ``--scrape-every`` seconds, default
+1, fifteen times Prometheus' default, by another process; the textfile
+rewritten every second), interleaved off/on/off/on in one run so drift on
+a shared machine hits both alike; prints both and their ratio.
 """
 
 from __future__ import annotations
@@ -55,9 +61,18 @@ def fill_cache(path: Path, n: int) -> float:
     return time.perf_counter() - t0
 
 
-def write_config(workdir: Path, pty_path: str, cloud: dict | None = None) -> Path:
+def write_config(workdir: Path, pty_path: str, cloud: dict | None = None,
+                 metrics: bool = False) -> Path:
     cfg = workdir / "turnstiled.toml"
-    extra = "" if cloud is None else f"""
+    if metrics:
+        (workdir / "textfile").mkdir(exist_ok=True)
+    metrics_toml = "" if not metrics else f"""
+[metrics]
+listen = "127.0.0.1:0"
+textfile_dir = "{workdir}/textfile"
+textfile_interval_s = 1.0
+"""
+    extra = metrics_toml + ("" if cloud is None else f"""
 [journal]
 upload_batch_delay_s = 0.05
 [sources.vivenu]
@@ -66,7 +81,7 @@ base_url = "{cloud['base_url']}"
 sync_interval_s = 1.0
 full_sync_interval_s = {cloud.get('full_every', 21600.0)}
 online_check = false
-"""
+""")
     cfg.write_text(extra + f"""
 [gate]
 id = "bench"
@@ -115,7 +130,24 @@ def start_to_ready(workdir: Path, runs: int = 5) -> dict[str, float]:
             "sigterm_to_exit_max_s": max(stop)}
 
 
-def child(workdir: Path, n: int, scans: int, cloud: dict | None) -> None:
+SCRAPER = """
+import sys, time, urllib.request
+url, every, n = sys.argv[1], float(sys.argv[2]), 0
+try:
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                n += b"turnstiled_scans_total" in r.read()
+        except OSError:
+            pass  # the daemon is going away
+        time.sleep(every)
+except KeyboardInterrupt:
+    print(n, flush=True)
+"""
+
+
+def child(workdir: Path, n: int, scans: int, cloud: dict | None, metrics: bool = False,
+          scrape_every: float = 1.0) -> None:
     """Runs inside a fresh process: the daemon in-process, timed relay pin."""
     from gpiozero.pins.mock import MockFactory, MockPin
 
@@ -134,11 +166,18 @@ def child(workdir: Path, n: int, scans: int, cloud: dict | None) -> None:
             return changed
 
     master, slave = os.openpty()
-    cfg = config_mod.load(str(write_config(workdir, os.ttyname(slave), cloud)))
+    cfg = config_mod.load(str(write_config(workdir, os.ttyname(slave), cloud, metrics)))
     daemon = Daemon(cfg, MockFactory(pin_class=TimedPin))
     relay = daemon.gate.relay
     daemon.start()
     daemon.wait_scanners()
+    scraper = None
+    if metrics:  # Prometheus stands in for a remote server: its own process
+        assert daemon.metrics is not None and daemon.metrics.listening
+        scraper = subprocess.Popen(
+            [sys.executable, "-c", SCRAPER, f"http://{daemon.metrics.listening}/metrics",
+             str(scrape_every)],
+            stdout=subprocess.PIPE, text=True)
     rng = random.Random(7)
     codes = [barcode(i) for i in rng.sample(range(n), scans + 50)]
     uploads = 0
@@ -164,6 +203,10 @@ def child(workdir: Path, n: int, scans: int, cloud: dict | None) -> None:
     if cloud is not None:
         while daemon.cloud.status()["drains"]["vivenu"]["sent"] < uploads:
             time.sleep(0.05)
+    scrapes = 0
+    if scraper is not None:
+        scraper.send_signal(signal.SIGINT)
+        scrapes = int(scraper.communicate(timeout=10)[0] or 0)
     daemon.stop()
     with open("/proc/self/status") as fh:
         hwm = next(int(x.split()[1]) for x in fh if x.startswith("VmHWM"))
@@ -171,7 +214,8 @@ def child(workdir: Path, n: int, scans: int, cloud: dict | None) -> None:
     q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000  # noqa: E731
     print(json.dumps({"scans": len(lat), "p50_ms": q(0.50), "p90_ms": q(0.90),
                       "p99_ms": q(0.99), "max_ms": lat[-1] * 1000,
-                      "peak_rss_mb": hwm / 1024, "uploaded": uploads}))
+                      "peak_rss_mb": hwm / 1024, "uploaded": uploads, "scrapes": scrapes,
+                      "lat_ms": [x * 1000 for x in lat]}))
 
 
 def main() -> None:
@@ -181,10 +225,16 @@ def main() -> None:
     ap.add_argument("--child", metavar="DIR", help=argparse.SUPPRESS)
     ap.add_argument("--cloud", help=argparse.SUPPRESS)
     ap.add_argument("--no-cloud", action="store_true", help="skip the busy-cloud run")
+    ap.add_argument("--metrics", action="store_true",
+                    help="only scan-to-relay latency with metrics off vs on, interleaved")
+    ap.add_argument("--scrape-every", type=float, default=1.0, metavar="S",
+                    help="with --metrics: seconds between two scrapes (default 1)")
+    ap.add_argument("--with-metrics", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(Path(args.child), args.tickets, args.scans,
-              json.loads(Path(args.cloud).read_text()) if args.cloud else None)
+              json.loads(Path(args.cloud).read_text()) if args.cloud else None,
+              args.with_metrics, args.scrape_every)
         return
     with tempfile.TemporaryDirectory(prefix="turnstiled-bench-") as tmp:
         workdir = Path(tmp)
@@ -192,6 +242,9 @@ def main() -> None:
         size_mb = (workdir / "cache.db").stat().st_size / 2**20
         print(f"cache: {args.tickets:,} tickets written in {fill_s:.1f} s "
               f"({args.tickets / fill_s:,.0f}/s), cache.db {size_mb:.0f} MB")
+        if args.metrics:
+            compare_metrics(workdir, args)
+            return
         r = start_to_ready(workdir)
         print(f"start-to-ready (exec -> READY=1, {args.tickets:,} tickets): "
               f"median {r['ready_median_s']:.3f} s, max {r['ready_max_s']:.3f} s "
@@ -225,9 +278,44 @@ def main() -> None:
               f"max {m['max_ms']:.3f} ms; peak RSS {m['peak_rss_mb']:.1f} MB")
 
 
-def run_child(workdir: Path, args: argparse.Namespace, cloud: dict | None) -> dict:
+def quantiles(lat_ms: list[float]) -> dict[str, float]:
+    lat = sorted(lat_ms)
+    return {p: lat[min(len(lat) - 1, int(q * len(lat)))] for p, q in
+            (("p50", 0.50), ("p90", 0.90), ("p99", 0.99))} | {"max": lat[-1]}
+
+
+def compare_metrics(workdir: Path, args: argparse.Namespace, rounds: int = 2) -> None:
+    """Metrics off vs on, interleaved, each pooled over *rounds* runs."""
+    pooled: dict[bool, list[float]] = {False: [], True: []}
+    scrapes = 0
+    for r in range(rounds):
+        for on in (False, True):
+            for old in workdir.glob("journal.db*"):  # every run admits the same tickets
+                old.unlink()
+            m = run_child(workdir, args, None, metrics=on)
+            pooled[on] += m["lat_ms"]
+            scrapes += m["scrapes"]
+            q = quantiles(m["lat_ms"])
+            print(f"  round {r + 1}, metrics {'on ' if on else 'off'}: p50 {q['p50']:.3f} ms, "
+                  f"p99 {q['p99']:.3f} ms", flush=True)
+    off, on = quantiles(pooled[False]), quantiles(pooled[True])
+    n = len(pooled[True])
+    for name, q in (("off", off), ("on", on)):
+        print(f"scan-to-relay, metrics {name:<3} ({n} scans over {rounds} runs): "
+              f"p50 {q['p50']:.3f} ms, p90 {q['p90']:.3f} ms, p99 {q['p99']:.3f} ms, "
+              f"max {q['max']:.3f} ms")
+    print(f"metrics on ({scrapes} HTTP scrapes, one every {args.scrape_every:g} s; textfile "
+          f"every 1 s) / off: "
+          f"p50 x{on['p50'] / off['p50']:.2f}, p90 x{on['p90'] / off['p90']:.2f}, "
+          f"p99 x{on['p99'] / off['p99']:.2f} (target: within noise)")
+
+
+def run_child(workdir: Path, args: argparse.Namespace, cloud: dict | None,
+              metrics: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--child", str(workdir), "--tickets", str(args.tickets),
            "--scans", str(args.scans)]
+    if metrics:
+        cmd += ["--with-metrics", "--scrape-every", str(args.scrape_every)]
     if cloud is not None:
         for old in workdir.glob("journal.db*"):  # the first run used these tickets
             old.unlink()

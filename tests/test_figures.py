@@ -38,3 +38,19 @@ def test_sources_backlog_and_last_scan(tmp_path):
                                           "oldest_age_s": 150.0}}
     assert figs["journal"] == {"pending": 2, "confirmed": 1}
     assert figs["last_scan_at"] == 1070.0
+
+
+def test_ticket_counts_follow_every_sync_and_import(tmp_path):
+    """Counts are remembered between calls, and counted again after each recorded write."""
+    cfg = make_config(tmp_path)
+    cache = Cache(cfg.paths.cache_db)
+    cache.upsert([Ticket("vivenu", "A")])
+    cache.mark_sync("vivenu", full=True, ok=True, now=1000.0)
+    assert figures.stored(cfg)["sources"][0]["tickets"] == 1
+    cache.upsert([Ticket("vivenu", "B"), Ticket("vivenu", "C")])  # a delta sync...
+    cache.mark_sync("vivenu", full=False, ok=True, now=1001.0)  # ...records itself
+    assert figures.stored(cfg)["sources"][0]["tickets"] == 3
+    cache.replace_source("vivenu", [Ticket("vivenu", "D")])
+    cache.mark_sync("vivenu", full=True, ok=False, error="HTTP 500", now=1002.0)
+    assert figures.stored(cfg)["sources"][0]["tickets"] == 1
+    cache.close()

@@ -119,8 +119,8 @@ class Daemon:
         self.metrics = None
         if cfg.metrics.listen or cfg.metrics.textfile_dir:
             from turnstiled.metrics import Metrics  # prometheus_client only where asked
-            self.metrics = Metrics(cfg, self.status,
-                                   self.cloud.status if self.cloud is not None else None)
+            # Callables, not objects: a reload may replace the config and the cloud.
+            self.metrics = Metrics(lambda: self.cfg, self.status, self._cloud_report)
         self.control = ControlServer(cfg.paths.control_socket, {
             "status": lambda _req: self.status(), "open": self._cmd_open,
             "hold": self._cmd_hold, "release": self._cmd_release,
@@ -308,6 +308,10 @@ class Daemon:
         own database connections."""
         return gate_figures(self.cfg.gate.id, cache, journal, started=self.started,
                             scanners=self.scanners, last_scan_at=self.last_scan_at)
+
+    def _cloud_report(self) -> dict[str, Any]:
+        """The cloud process's last report (empty without sources)."""
+        return self.cloud.status() if self.cloud is not None else {}
 
     def stale_loops(self) -> list[str]:
         """Loops that have not progressed recently (the watchdog waits for them)."""

@@ -13,6 +13,7 @@ alarms) are :meth:`turnstiled.daemon.Daemon.status`.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 from importlib import metadata
@@ -30,6 +31,7 @@ class _Scanner(Protocol):
     def connected(self) -> bool: ...
 
 
+@functools.cache
 def version() -> str:
     try:
         return metadata.version("turnstiled")
@@ -69,8 +71,8 @@ def read(cache: Cache | None, journal: Journal | None, now: float | None = None,
     return out
 
 
-def stored(cfg: Config, now: float | None = None) -> dict[str, Any]:
-    """:func:`read` (with the journal's counts) through read-only connections of its own."""
+def stored(cfg: Config, now: float | None = None, *, counts: bool = True) -> dict[str, Any]:
+    """:func:`read` through read-only connections of its own (per call)."""
     try:
         cache: Cache | None = Cache(cfg.paths.cache_db, readonly=True)
     except (FileNotFoundError, OSError):
@@ -80,7 +82,7 @@ def stored(cfg: Config, now: float | None = None) -> dict[str, Any]:
     except (FileNotFoundError, OSError):
         journal = None
     try:
-        return read(cache, journal, now, counts=True)
+        return read(cache, journal, now, counts=counts)
     finally:
         for db in (cache, journal):
             if db is not None:

@@ -92,8 +92,13 @@ def _gauge(name: str, doc: str, value: float | None = None,
 class Metrics:
     """The gate's metrics registry, its HTTP server and its textfile writer."""
 
-    def __init__(self, cfg: Config, live: Live, cloud: Live | None = None) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: Config | Callable[[], Config], live: Live,
+                 cloud: Live | None = None) -> None:
+        # The daemon passes its configuration as a callable: a reload (SIGHUP)
+        # may bring new scanners, sources or a new gate id; ``[metrics]`` itself
+        # is read once, here (the endpoint and the textfile outlive reloads).
+        self._config = cfg if callable(cfg) else lambda: cfg
+        cfg = self._config()
         self.settings: MetricsSettings = cfg.metrics
         self._live = live
         self._cloud = cloud
@@ -155,7 +160,7 @@ class Metrics:
         st = self._live()
         info = GaugeMetricFamily("turnstiled_build_info", "The running version; always 1.",
                                  labels=["version", "gate"])
-        info.add_metric([figures.version(), self.cfg.gate.id], 1.0)
+        info.add_metric([figures.version(), self._config().gate.id], 1.0)
         yield info
         yield _gauge("turnstiled_start_time_seconds", "When the daemon started (Unix time).",
                      self.started)
@@ -213,7 +218,8 @@ class Metrics:
 
     def _stored_metrics(self) -> Iterator[Metric]:
         now = time.time()
-        figs = figures.stored(self.cfg, now)
+        cfg = self._config()
+        figs = figures.stored(cfg, now, counts=False)
         tickets = _gauge("turnstiled_tickets", "Tickets in the cache.", labels=("source",))
         age = _gauge("turnstiled_sync_age_seconds",
                      "Since the source's last successful sync (+Inf: never).", labels=("source",))
@@ -233,7 +239,7 @@ class Metrics:
                         "Age of the oldest scan waiting for upload (0: none).",
                         labels=("source",))
         waiting = {src: b for src, b in figs["backlog"].items() if src}
-        for src in sorted(set(waiting) | set(self.cfg.sources)):
+        for src in sorted(set(waiting) | set(cfg.sources)):
             b = waiting.get(src)
             backlog.add_metric([src], float(b["pending"]) if b else 0.0)
             oldest.add_metric([src], max(0.0, now - b["oldest_at"]) if b else 0.0)
