@@ -22,6 +22,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import make_config, wait_until
+from turnstiled import cli
 from turnstiled.cache import Cache
 from turnstiled.config import parse_listen
 from turnstiled.control import request
@@ -200,7 +201,7 @@ timeout_s = 2.0
             httpx.get(url, timeout=2)
 
 
-def test_the_textfile_is_never_seen_half_written(tmp_path, daemon_proc):
+def test_the_textfile_is_never_seen_half_written(tmp_path, daemon_proc, capsys):
     outdir = tmp_path / "textfile"
     outdir.mkdir()
     sock = tmp_path / "ctl.sock"
@@ -217,6 +218,8 @@ textfile_interval_s = 0.01
                                        "error": None}
     path = outdir / "turnstiled.prom"
     assert wait_until(path.exists, 10)
+    assert cli.main(["--config", str(tmp_path / "turnstiled.toml"), "status"]) == 0
+    assert f"metrics  {path}" in capsys.readouterr().out
     stop = threading.Event()
 
     def scan() -> None:  # the file changes while we read it

@@ -189,6 +189,7 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
             lines.append(f"ALARM    loops not progressing: {', '.join(daemon['stale_loops'])}")
         for what, alarm in daemon.get("alarms", {}).items():
             lines.append(f"ALARM    {what}: {alarm}")
+        lines += _metrics_lines(daemon.get("metrics"))
     else:
         lines.append(f"daemon   not running ({daemon_error})")
     for s in sources:
@@ -232,6 +233,17 @@ def online_line(h: dict[str, Any] | None, now: float) -> str:
     if h.get("last_error"):
         text += f"  (last error {age(h.get('last_error_at'), now)}: {h['last_error']})"
     return text
+
+
+def _metrics_lines(m: dict[str, Any] | None) -> list[str]:
+    if not m:
+        return []
+    where = [f"http://{m['listen']}/metrics"] if m.get("listen") else []
+    where += [m["textfile"]] if m.get("textfile") else []
+    out = [f"metrics  {', '.join(where) or 'none'}"]
+    if m.get("error"):
+        out.append(f"WARN     metrics: {m['error']}")
+    return out
 
 
 def cmd_sync(cfg: Config, args: argparse.Namespace) -> int:
