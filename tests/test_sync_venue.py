@@ -177,6 +177,12 @@ def test_vivenu_device_settings_shape_the_decision(tmp_path):
         assert vip.entries == "reentry" and decide(vip, Usage(1, 1), s, now).granted
         assert decide(std, Usage(), s, now).reason == rules.WRONG_ZONE  # GA only, gate is VIP
         assert decide(crew, Usage(), s, now).reason == rules.INVALID  # type not allowed
+        # After a restart the first sync is a delta: the settings still apply.
+        again = Syncer(tmp_path / "cache.db", [make("vivenu", emu)])
+        time.sleep(0.01)
+        changed = emu.state.touch(next(d for d in docs if d["ticketName"] == "VIP")["barcode"])
+        assert again.sync("vivenu") == "delta"
+        assert cache.lookup(changed["barcode"]).entries == "reentry"
         cache.close()
 
 

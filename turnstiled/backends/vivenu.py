@@ -240,6 +240,8 @@ class VivenuBackend(Backend):
     def delta_sync(self, cursor: str) -> Delta:
         anchor = Anchor(self.http.clock, cursor)
         lo = window_start(cursor, self.settings.overlap_s)
+        if self.device is None:  # after a restart: the device's settings shape tickets too
+            self.refresh()
         events = self.events()
         return Delta(self._all(lo, anchor, events), anchor)
 
