@@ -249,6 +249,40 @@ textfile_interval_s = 0.01
     assert [p.name for p in outdir.iterdir()] == ["turnstiled.prom"]  # no temp file left
 
 
+def test_the_endpoint_survives_a_reload(tmp_path, daemon_proc):
+    sock = tmp_path / "ctl.sock"
+    proc, master, log = daemon_proc("""
+[gate]
+id = "lane-1"
+debounce_s = 0.0
+[metrics]
+listen = "127.0.0.1:0"
+""")
+    assert wait_until(lambda: (s := status(sock)) is not None
+                      and all(x["connected"] for x in s["scanners"]), 30), log.read_text()
+    url = f"http://{status(sock)['metrics']['listen']}/metrics"
+    unknown = {"result": "denied", "reason": "unknown", "scanner": "entry", "direction": "in"}
+    os.write(master, b"NOPE-1\r")
+    assert wait_until(lambda: value(scrape(url), "turnstiled_scans_total", **unknown) == 1.0, 30)
+
+    cfg = tmp_path / "turnstiled.toml"
+    cfg.write_text(cfg.read_text().replace('id = "lane-1"', 'id = "lane-2"'))
+    proc.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: value(scrape(url), "turnstiled_build_info", version=version(),
+                                    gate="lane-2") == 1.0, 30), log.read_text()
+    assert value(scrape(url), "turnstiled_scans_total", **unknown) == 1.0  # counts kept
+
+    # [metrics] itself needs a restart: the reload is refused, the endpoint stays.
+    cfg.write_text(cfg.read_text().replace('listen = "127.0.0.1:0"', 'listen = "127.0.0.1:1"'))
+    proc.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: "reload refused" in log.read_text(), 30), log.read_text()
+    assert "[metrics]" in log.read_text()
+    os.write(master, b"NOPE-2\r")
+    assert wait_until(lambda: value(scrape(url), "turnstiled_scans_total", **unknown) == 2.0, 30)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+
 # -- in-process: failure of one part never fails the scrape ----------------------
 def test_a_part_that_cannot_be_read_leaves_the_rest_of_the_scrape(tmp_path):
     cfg = make_config(tmp_path, scanner=[{"name": "entry", "type": "serial", "url": "loop://"}])
