@@ -138,6 +138,9 @@ def test_keyset_steps():
     assert keyset_step([2.0, 2.0], 2.0, 2) == (2.0, 4)  # a run of equal stamps
     assert keyset_step([3.0, 1.0], None, 0) is None  # out of order: page by position
     assert keyset_step([1.0, None], None, 0) is None
+    a, b = "2026-01-01T00:00:00.001Z", "2026-01-01T00:00:00.002Z"
+    assert keyset_step([a, b, b], a, 1) == (b, 2)  # vivenu's texts, compared as sent
+    assert keyset_step([a, "2026-01-01T00:00:00Z"], None, 0) is None  # mixed formats
 
 
 # -- vivenu --------------------------------------------------------------------

@@ -119,10 +119,12 @@ def to_ticket(doc: dict[str, Any], device: Device | None = None) -> Ticket | Non
                   str(doc.get("_id") or ""))
 
 
-def _stamp(doc: Any) -> float | None:
+def _stamp(doc: Any) -> str | None:
+    """A document's ``updatedAt`` as sent: vivenu's one ISO format orders as text."""
     if not isinstance(doc, dict):
         return None
-    return parse_iso(doc.get("updatedAt") or doc.get("createdAt"))
+    value = doc.get("updatedAt") or doc.get("createdAt")
+    return value if isinstance(value, str) else None
 
 
 class VivenuBackend(Backend):
@@ -177,44 +179,45 @@ class VivenuBackend(Backend):
         return list(self._events or ())
 
     # -- sync ------------------------------------------------------------
-    def _page(self, event: str, lo: float | None, skip: int,
-              anchor: Anchor) -> tuple[list[Ticket], list[Any], Any]:
+    def _page(self, event: str, lo: str | None, skip: int,
+              anchor: Anchor) -> tuple[list[Ticket], list[str | None], Any]:
+        """One page from *lo* (an ``updatedAt`` as vivenu writes it), skipping *skip*."""
         top = max(1, min(1000, self.settings.page_size))
         params: dict[str, Any] = {"top": top, "skip": skip}
         if lo is not None:
-            params["from"] = iso(lo)
+            params["from"] = lo
         _, body = self.http.request("GET", f"tickets/v2/{quote(event, safe='')}",
                                     params=params)
         if not isinstance(body, dict) or not isinstance(body.get("docs"), list):
             raise TransientError("vivenu tickets/v2: answer has no docs list")
         docs = body["docs"]
-        for d in docs:
-            anchor.seen(_stamp(d))
+        stamps = [_stamp(d) for d in docs]
+        anchor.seen(max((t for t in map(parse_iso, stamps[-1:]) if t is not None), default=None))
         device = self.device or Device()
-        return [t for t in (to_ticket(d, device) for d in docs) if t is not None], docs, \
+        return [t for t in (to_ticket(d, device) for d in docs) if t is not None], stamps, \
             body.get("total")
 
-    def _pages(self, event: str, lo: float | None, anchor: Anchor) -> Iterator[list[Ticket]]:
+    def _pages(self, event: str, lo: str | None, anchor: Anchor) -> Iterator[list[Ticket]]:
         """Every page from *lo* on, the next fetched while the caller stores this one."""
         top = max(1, min(1000, self.settings.page_size))
         with cf.ThreadPoolExecutor(1, thread_name_prefix="vivenu-page") as pool:
             skip = 0
             ahead = pool.submit(self._page, event, lo, skip, anchor)
             while True:
-                tickets, docs, total = ahead.result()
-                more = len(docs) >= top and not (isinstance(total, int)
-                                                 and skip + len(docs) >= total)
+                tickets, stamps, total = ahead.result()
+                more = len(stamps) >= top and not (isinstance(total, int)
+                                                   and skip + len(stamps) >= total)
                 if more:
-                    step = keyset_step([_stamp(d) for d in docs], lo, skip)
+                    step = keyset_step(stamps, lo, skip)
                     # Out of order (not what vivenu sends): fall back to positions.
-                    lo, skip = step if step is not None else (lo, skip + len(docs))
+                    lo, skip = step if step is not None else (lo, skip + len(stamps))
                     ahead = pool.submit(self._page, event, lo, skip, anchor)
                 if tickets:
                     yield tickets
                 if not more:
                     return
 
-    def _all(self, lo: float | None, anchor: Anchor, events: list[str]) -> Iterator[list[Ticket]]:
+    def _all(self, lo: str | None, anchor: Anchor, events: list[str]) -> Iterator[list[Ticket]]:
         for event in events:
             try:
                 yield from self._pages(event, lo, anchor)
@@ -239,7 +242,7 @@ class VivenuBackend(Backend):
 
     def delta_sync(self, cursor: str) -> Delta:
         anchor = Anchor(self.http.clock, cursor)
-        lo = window_start(cursor, self.settings.overlap_s)
+        lo = iso(window_start(cursor, self.settings.overlap_s))
         if self.device is None:  # after a restart: the device's settings shape tickets too
             self.refresh()
         events = self.events()

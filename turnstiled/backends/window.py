@@ -28,6 +28,7 @@ import email.utils
 import itertools
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from turnstiled.timeutil import iso, parse_iso
 
@@ -90,22 +91,23 @@ def window_start(cursor: str | None, overlap_s: float) -> float | None:
     return None if since is None else since - overlap_s
 
 
-def keyset_step(stamps: Sequence[float | None], lo: float | None,
-                skip: int) -> tuple[float | None, int] | None:
+def keyset_step(stamps: Sequence[Any], lo: Any, skip: int) -> tuple[Any, int] | None:
     """The next (lower bound, skip) after a page whose modification times were *stamps*.
 
     *lo* is the inclusive lower bound the page was asked with and *skip*
-    the tickets stamped exactly *lo* it skipped. Returns None when the page
-    is not in ascending order of modification time (the caller then pages
-    by position).
+    the tickets stamped exactly *lo* it skipped. Stamps are numbers, or
+    ISO texts of one format (which order as text: all the same length).
+    Returns None when the page is not in ascending order of modification
+    time (the caller then pages by position).
     """
     if not stamps or any(s is None for s in stamps):
         return None
-    values = [float(s) for s in stamps if s is not None]
-    if any(b < a for a, b in itertools.pairwise(values)) or (
-            lo is not None and values[0] < lo):
+    if isinstance(stamps[0], str) and len({len(s) for s in (*stamps, lo or stamps[0])}) != 1:
+        return None  # mixed formats: text order is not time order
+    if any(b < a for a, b in itertools.pairwise(stamps)) or (
+            lo is not None and stamps[0] < lo):
         return None
-    last = values[-1]
+    last = stamps[-1]
     if lo is not None and last == lo:
-        return lo, skip + len(values)
-    return last, sum(1 for v in values if v == last)
+        return lo, skip + len(stamps)
+    return last, sum(1 for v in stamps if v == last)
