@@ -61,7 +61,7 @@ def test_an_unknown_code_is_an_alarm_not_a_retry(emu, tmp_path):
     syncer.sync("ticketing")
     st = syncer.sources["ticketing"]
     assert st.alarm == "not_recognised" and "not recognised" in st.last_error
-    assert st.next_due - time.time() > 60  # retried slowly, like refused credentials
+    assert st.next_due - time.monotonic() > 60  # retried slowly, like refused credentials
     assert Cache(tmp_path / "cache.db", readonly=True).sources()[0]["state"] == \
         "not_recognised"
 

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from turnstiled import cli_mesh, figures, importer
+from turnstiled import cli_mesh, clock, figures, importer
 from turnstiled import config as config_mod
 from turnstiled.backends import make_backends
 from turnstiled.cache import Cache
@@ -23,17 +23,11 @@ from turnstiled.errors import ConfigError, ControlError, ImportFileError
 from turnstiled.journal import Journal
 from turnstiled.online import OnlineChecker
 from turnstiled.pipeline import ScanPipeline
-from turnstiled.timeutil import iso
+from turnstiled.timeutil import ago, iso
 
 
 def age(ts: float | None, now: float) -> str:
-    if ts is None:
-        return "never"
-    s = max(0, int(now - ts))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size:
-            return f"{s // size}{unit} ago"
-    return f"{s}s ago"
+    return ago(ts, now)
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -185,6 +179,11 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         for s in daemon["scanners"]:
             state = "connected" if s["connected"] else f"DISCONNECTED ({s['last_error']})"
             lines.append(f"scanner  {s['name']}: {state}")
+        if daemon.get("clock"):
+            c = daemon["clock"]
+            lines.append(f"clock    {clock.describe(c['synchronised'])}"
+                         + ("" if c["synchronised"] is not False else
+                            f" (entry windows: {c['unsynced_policy']})"))
         if daemon["stale_loops"]:
             lines.append(f"ALARM    loops not progressing: {', '.join(daemon['stale_loops'])}")
         for what, alarm in daemon.get("alarms", {}).items():

@@ -45,6 +45,7 @@ class GateSettings:
     max_barcode_length: int = 128
     occupancy_zone: str = ""
     max_occupancy: int = 0
+    unsynced_clock: Literal["trust", "deny", "admit"] = "trust"
 
     @property
     def zone(self) -> str:

@@ -38,6 +38,7 @@ from turnstiled.gate import Gate
 from turnstiled.journal import Journal
 from turnstiled.online import OnlineChecker
 from turnstiled.pipeline import Outcome, ScanPipeline
+from turnstiled.service import Rounds
 from turnstiled.timeutil import iso
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ class Daemon:
         if emergency:
             logger.warning("emergency hold still on (%s): arm held free", last["detail"])
         self.pin_factory = pin_factory
+        self.clock_synced: bool | None = None  # service.Rounds asks every minute
+        self.clock_alarm: str | None = None  # a recent step of the wall clock
         self.gate = self.new_gate(cfg.hardware, emergency=emergency)
         self.backends = make_backends(cfg.sources)
         self.online = OnlineChecker(self.backends)
@@ -246,6 +249,26 @@ class Daemon:
         except Exception as exc:  # the next scan's transaction tries again
             logger.warning("cannot journal the gate's outcomes yet: %s", exc)
 
+    def journal_event(self, kind: str, detail: str) -> None:
+        """Have the decision worker journal a gate event (the one writer)."""
+        self.queue.put(_Event(kind, detail, time.time()))
+
+    def set_clock_synced(self, state: bool | None) -> None:
+        self.clock_synced = state
+        self.pipeline.clock_synced = state
+
+    def state_word(self) -> str:
+        """The first word of the STATUS= line: ALARM ..., online, offline or local."""
+        alarms = self.alarms()
+        if alarms:
+            return "ALARM " + ", ".join(sorted(alarms))
+        if self.cloud is None:
+            return "local"
+        report = self.cloud.status()
+        failing = any(s.get("failures") for s in report.get("sources", {}).values()) or any(
+            d.get("last_error") for d in report.get("drains", {}).values())
+        return "offline" if failing else "online"
+
     def reload(self, new: Config, timeout: float = 30.0) -> set[str]:
         """Put *new* in force between two decisions (SIGHUP); raises ReloadRefused."""
         job = reload_mod.Job(new)
@@ -301,6 +324,8 @@ class Daemon:
             "queue": self.queue.qsize(),
             "mesh": self.mesh.state() if self.mesh is not None else None,
             "metrics": self.metrics.state() if self.metrics is not None else None,
+            "clock": {"synchronised": self.clock_synced,
+                      "unsynced_policy": self.cfg.gate.unsynced_clock},
         }
 
     def figures(self, cache: Cache | None, journal: Journal | None) -> dict[str, Any]:
@@ -334,6 +359,8 @@ class Daemon:
             out["fire_alarm"] = "active: arm held free"
         if self.gate.emergency:
             out["emergency"] = "on: arm held free (turnstilectl emergency off)"
+        if self.clock_alarm:
+            out["clock"] = self.clock_alarm
         cache = datafiles.cache_alarm(self.cfg.paths.cache_db)
         if cache:
             out["cache"] = cache
@@ -400,20 +427,17 @@ def run(cfg: Config, pin_factory: Factory | None = None) -> int:
         daemon.start()
         sdnotify.notify(f"READY=1\nSTATUS=gate {cfg.gate.id} ready")
         interval = sdnotify.watchdog_interval()
+        rounds = Rounds(daemon, interval)
+        rounds.tick()
         while not stop.is_set():
-            wake.wait(interval or 1.0)
+            wake.wait(min(interval or 1.0, 1.0))
             wake.clear()
             if stop.is_set():
                 break
             if hup.is_set():
                 hup.clear()
                 reload_mod.from_file(daemon)
-            stale = daemon.stale_loops()
-            if interval is not None and not stale:
-                sdnotify.notify("WATCHDOG=1")
-            elif stale:
-                logger.warning("loop(s) not progressing: %s; withholding watchdog",
-                               ", ".join(stale))
+            rounds.tick()
     finally:
         sdnotify.notify("STOPPING=1")
         daemon.stop()

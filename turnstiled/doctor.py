@@ -15,6 +15,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from turnstiled import clock
 from turnstiled.backends import make_backends
 from turnstiled.config import Config
 from turnstiled.control import request
@@ -81,6 +82,11 @@ def run(cfg: Config) -> list[Check]:
         checks.append(Check("disk", level, f"{free / 2**20:,.0f} MB free in {data}"))
     else:
         checks.append(Check("disk", "FAIL", f"{data} is missing or not writable"))
+    synced = clock.synchronised()
+    checks.append(Check("clock", "OK" if synced else "WARN",
+                        f"wall clock {clock.describe(synced)}; while not synchronised, "
+                        f"tickets with an entry window: {cfg.gate.unsynced_clock} "
+                        "([gate] unsynced_clock)"))
     checks.append(_db(cfg.paths.journal_db, "journal"))
     checks.append(_db(cfg.paths.cache_db, "cache"))
     if not cfg.scanner:

@@ -17,6 +17,7 @@ and raise an alarm shown by ``turnstilectl status``.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -99,7 +100,7 @@ class Drainer(Worker):
         self.retry = retry
         self.retention_s = retention_s
         self.journal: Journal | None = None
-        self._last_prune = 0.0
+        self._last_prune = -math.inf  # time.monotonic() of the last prune
 
     def _journal(self) -> Journal:
         if self.journal is None:
@@ -123,15 +124,18 @@ class Drainer(Worker):
             # cut could fall between the cloud's answer and our commit.
             waiting, oldest = journal.pending(name)
             if waiting == 0:
-                st.next_due = time.time() + min(IDLE_POLL_S, self.batch_delay_s)
+                st.next_due = time.monotonic() + min(IDLE_POLL_S, self.batch_delay_s)
                 return 0
-            if waiting < size and oldest is not None and \
-                    time.time() - oldest < self.batch_delay_s:
-                st.next_due = oldest + self.batch_delay_s
+            # The oldest scan's age is wall-clock (it is a journal time): a
+            # clock step back makes it negative, which waits one delay at most.
+            age = time.time() - oldest if oldest is not None else 0.0
+            if waiting < size and age < self.batch_delay_s:
+                st.next_due = time.monotonic() + min(self.batch_delay_s,
+                                                     self.batch_delay_s - age)
                 return 0
         rows = journal.claim(name, size)
         if not rows:
-            st.next_due = time.time() + IDLE_POLL_S
+            st.next_due = time.monotonic() + IDLE_POLL_S
             return 0
         settled: set[int] = set()
         try:
@@ -174,17 +178,18 @@ class Drainer(Worker):
             journal.release(unanswered, "no answer for this scan in the cloud's reply")
 
     def run_once(self) -> int:
-        now = time.time()
-        done = sum(self.drain_once(n) for n, st in self.states.items() if st.next_due <= now)
-        if now - self._last_prune > 3600:
-            self._last_prune = now
-            pruned = self._journal().prune(now - self.retention_s)
+        mono = time.monotonic()
+        done = sum(self.drain_once(n) for n, st in self.states.items() if st.next_due <= mono)
+        if mono - self._last_prune > 3600:
+            self._last_prune = mono
+            pruned = self._journal().prune(time.time() - self.retention_s)
             if pruned:
                 logger.info("journal: pruned %d settled scan(s) past retention", pruned)
         return done
 
     def next_due(self) -> float:
-        return min((s.next_due for s in self.states.values()), default=time.time() + IDLE_POLL_S)
+        return min((s.next_due for s in self.states.values()),
+                   default=time.monotonic() + IDLE_POLL_S)
 
     def close(self) -> None:
         if self.journal is not None:

@@ -37,7 +37,7 @@ def mask(barcode: str) -> str:
 
 def rule_settings(cfg: Config) -> RuleSettings:
     g = cfg.gate
-    return RuleSettings(g.events, g.zones, g.early_entry_s, g.late_entry_s)
+    return RuleSettings(g.events, g.zones, g.early_entry_s, g.late_entry_s, g.unsynced_clock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +93,9 @@ class ScanPipeline:
         # The venue mesh's link (mesh.MeshClient), set by the daemon: only
         # asked whether it is partitioned; never waited on.
         self.mesh_link: Any = None
+        # Whether the wall clock is synchronised (None: not known), set by
+        # the daemon's rounds (service.py); the rules' unsynced_clock reads it.
+        self.clock_synced: bool | None = None
 
     def evaluate(self, raw: bytes, direction: str = "in",
                  now: float | None = None) -> Evaluation:
@@ -131,7 +134,8 @@ class ScanPipeline:
                 # Uses upstream that this venue's journal did not make: someone
                 # else got in on this code first.
                 ticket = replace(ticket, status="used")
-            decision = rules.decide(ticket, usage, self.settings, now, direction)
+            decision = rules.decide(ticket, usage, self.settings, now, direction,
+                                    self.clock_synced)
             if answer is not None and answer.note:
                 decision = replace(decision, detail=f"{decision.detail} ({answer.note})")
         if ticket is not None and mesh is not None and self.journal is not None:

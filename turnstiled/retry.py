@@ -51,7 +51,7 @@ def backoff(failures: int, retry_after: float | None = None, *,
 class Retry:
     """One cloud task's schedule and health (a source's sync, a backend's drain)."""
 
-    next_due: float = 0.0
+    next_due: float = 0.0  # time.monotonic(): a step of the wall clock moves no retry
     failures: int = 0
     # "auth_refused" | "upgrade_required" | "misconfigured" | "not_recognised"
     alarm: str | None = None
@@ -69,10 +69,10 @@ class Retry:
             if self.alarm != state:
                 logger.error("%s stopped: %s", what, exc)
             self.alarm = state
-            self.next_due = time.time() + ALARM_RETRY_S
+            self.next_due = time.monotonic() + ALARM_RETRY_S
             return state
         self.alarm = None
-        self.next_due = time.time() + backoff(self.failures, exc.retry_after, base=base,
+        self.next_due = time.monotonic() + backoff(self.failures, exc.retry_after, base=base,
                                               ceiling=ceiling)
         if self.failures == 1:
             logger.warning("%s failed, will retry: %s", what, exc)
@@ -85,4 +85,4 @@ class Retry:
         if self.failures:
             logger.info("%s works again", what)
         self.failures, self.alarm, self.last_error = 0, None, None
-        self.next_due = time.time() + next_in
+        self.next_due = time.monotonic() + next_in

@@ -28,12 +28,16 @@ SOURCE_ERROR = "source_error"  # an online source refused us or is misconfigured
 VENUE_FULL = "venue_full"
 MESH_PARTITIONED = "mesh_partitioned"
 ERROR = "error"  # the decision itself failed (e.g. an unreadable cache): denied
+CLOCK_UNSYNCHRONISED = "clock_unsynchronised"  # unsynced_clock = "deny", time-windowed ticket
 
 DENY_REASONS = (
     UNKNOWN, UNREADABLE, INVALID, CANCELLED, WRONG_EVENT, WRONG_ZONE,
     NOT_YET_VALID, EXPIRED, ALREADY_USED, ALREADY_INSIDE, REENTRY_NOT_ALLOWED, SOURCE_ERROR,
-    VENUE_FULL, MESH_PARTITIONED, ERROR,
+    VENUE_FULL, MESH_PARTITIONED, ERROR, CLOCK_UNSYNCHRONISED,
 )
+# What the rules do with entry windows while the clock is known not to be
+# synchronised ([gate] unsynced_clock).
+CLOCK_POLICIES = ("trust", "deny", "admit")
 
 STATUSES = ("valid", "invalid", "cancelled", "used", "wrong_zone")
 # A ticket whose cloud did not say where it admits: no zone-restricted gate admits it.
@@ -77,6 +81,7 @@ class RuleSettings:
     zones: tuple[str, ...] = ()
     early_entry_s: float = 0.0
     late_entry_s: float = 0.0
+    unsynced_clock: str = "trust"  # one of CLOCK_POLICIES
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +136,14 @@ def decide(
     settings: RuleSettings,
     now: float,
     direction: str = "in",
+    clock_synced: bool | None = None,
 ) -> Decision:
-    """Decide one scan at a scanner facing *direction* (``in`` or ``out``)."""
+    """Decide one scan at a scanner facing *direction* (``in`` or ``out``).
+
+    *clock_synced* False (known not synchronised) puts the entry-window
+    checks under ``settings.unsynced_clock``; True or None (unknown) trusts
+    *now*.
+    """
     if ticket is None:
         return Decision(False, UNKNOWN, "ticket not in cache")
     if direction == "out":
@@ -152,6 +163,13 @@ def decide(
         return Decision(False, WRONG_ZONE, "the cloud did not say which zones it admits to")
     if settings.zones and ticket.zones and not set(ticket.zones) & set(settings.zones):
         return Decision(False, WRONG_ZONE, f"ticket zones {', '.join(ticket.zones)}")
+    windowed = (ticket.valid_from is not None or ticket.valid_until is not None
+                or (ticket.use_window_s is not None and usage.first_used is not None))
+    if windowed and clock_synced is False and settings.unsynced_clock != "trust":
+        if settings.unsynced_clock == "deny":
+            return Decision(False, CLOCK_UNSYNCHRONISED, "the clock is not synchronised: "
+                            "tickets with an entry window cannot be checked")
+        return _check_entries(ticket, usage, now)  # "admit": windows are not checked
     if ticket.valid_from is not None and now < ticket.valid_from - settings.early_entry_s:
         return Decision(False, NOT_YET_VALID, "before the ticket's entry window")
     if ticket.valid_until is not None and now > ticket.valid_until + settings.late_entry_s:

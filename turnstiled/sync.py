@@ -82,7 +82,7 @@ class Syncer(Worker):
             if full is None:
                 full = (st.last_full is None or not backend.capabilities.delta_sync
                         or st.cursor is None
-                        or now - st.last_full >= backend.full_sync_interval())
+                        or not 0 <= now - st.last_full < backend.full_sync_interval())
             full = full or st.cursor is None  # no cloud time to start a delta from
             if full:
                 listing = backend.full_sync()
@@ -122,11 +122,11 @@ class Syncer(Worker):
 
     def run_once(self) -> dict[str, str]:
         """Sync every source that is due; returns what each did."""
-        now = time.time()
+        now = time.monotonic()
         return {n: self.sync(n) for n, st in self.sources.items() if st.next_due <= now}
 
     def next_due(self) -> float:
-        return min((st.next_due for st in self.sources.values()), default=time.time() + 1)
+        return min((st.next_due for st in self.sources.values()), default=time.monotonic() + 1)
 
     def close(self) -> None:
         if self.cache is not None:

@@ -24,3 +24,24 @@ def parse_iso(text: str | None) -> float | None:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
+
+
+def ago(ts: float | None, now: float) -> str:
+    """How long ago *ts* was: ``4 s ago``, ``3 min ago``, ``never``.
+
+    A time after *now* (the wall clock stepped back since) is said as such,
+    never as "0 s ago".
+    """
+    if ts is None:
+        return "never"
+    s = int(now - ts)
+    if s < 0:
+        return f"{_span(-s)} ahead of the clock (clock stepped back?)"
+    return f"{_span(s)} ago"
+
+
+def _span(s: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= size:
+            return f"{s // size} {unit}"
+    return f"{s} s"

@@ -31,7 +31,7 @@ class Worker(ABC):
 
     @abstractmethod
     def next_due(self) -> float:
-        """When (time.time()) there may be work again."""
+        """When (time.monotonic(), which no clock step moves) there may be work again."""
 
     @abstractmethod
     def close(self) -> None:
@@ -64,6 +64,6 @@ class Worker(ABC):
                 if self.on_progress is not None:
                     self.on_progress()
                 if not busy:
-                    self._stop.wait(max(0.02, min(1.0, self.next_due() - time.time())))
+                    self._stop.wait(max(0.02, min(1.0, self.next_due() - time.monotonic())))
         finally:
             self.close()
