@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from turnstiled.scanners.decode import Debouncer, Framer, Normalised, normalise, printable
+from turnstiled.scanners.decode import (
+    Debouncer,
+    Framer,
+    Normalised,
+    frame_cap,
+    normalise,
+    printable,
+)
 
 GS = "\x1d"
 
@@ -101,6 +108,8 @@ def test_normalise_recovers_the_payload(aim: str, eci: str, payload: str, end: s
     ("CRLF", [b"A\rB\nC\r\n"], [b"A\rB\nC"]),                # only the pair ends a frame
     ("TAB", [b"ABC\tDEF\t"], [b"ABC", b"DEF"]),
     ("TAB", [b"\t\tABC\t\t"], [b"ABC"]),                     # empty frames dropped
+    ("ANY", [b"ABC\rDEF\nGHI\r\nJKL\r", b"\n"], [b"ABC", b"DEF", b"GHI", b"JKL"]),
+    ("ANY", [b"ABC\n\nDEF\r\r"], [b"ABC", b"DEF"]),           # blank lines dropped
 ])
 def test_framer(term: str, stream: list[bytes], frames: list[bytes]) -> None:
     f = Framer(term)
@@ -113,13 +122,13 @@ def test_framer_none_flushes_on_idle() -> None:
     assert f.flush() == b"ABCDEF\r" and f.flush() is None
 
 
-@pytest.mark.parametrize("term", ["CR", "LF", "CRLF", "TAB", "NONE"])
+@pytest.mark.parametrize("term", ["ANY", "CR", "LF", "CRLF", "TAB", "NONE"])
 def test_framer_bounds_an_endless_frame(term: str) -> None:
     f = Framer(term, max_frame=8)
     for _ in range(1000):
         assert f.feed(b"X" * 100) == []
     assert len(f._buf) == 9
-    end = {"CR": b"\r", "LF": b"\n", "CRLF": b"\r\n", "TAB": b"\t", "NONE": b""}[term]
+    end = {"ANY": b"\n", "CR": b"\r", "LF": b"\n", "CRLF": b"\r\n", "TAB": b"\t", "NONE": b""}[term]
     got = f.feed(end + b"OK" + end) if end else [f.flush()]
     # max_frame + 1 bytes: the normaliser still sees it is too long; the next frame is clean
     assert got[0] == b"X" * 9 and normalise(got[0], max_length=8).text is None
@@ -134,7 +143,7 @@ def test_framer_rejects_bad_settings() -> None:
         Framer("CR", max_frame=0)
 
 
-@given(term=st.sampled_from(["CR", "LF", "CRLF", "TAB"]), data=st.binary(max_size=200),
+@given(term=st.sampled_from(["ANY", "CR", "LF", "CRLF", "TAB"]), data=st.binary(max_size=200),
        cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=10))
 def test_framer_ignores_how_the_stream_is_chunked(term: str, data: bytes,
                                                   cuts: list[int]) -> None:
@@ -150,8 +159,27 @@ def test_framer_ignores_how_the_stream_is_chunked(term: str, data: bytes,
                 max_size=10))
 def test_crlf_scanners_work_on_every_line_terminator(codes: list[bytes]) -> None:
     stream = b"".join(c + b"\r\n" for c in codes)
-    for term in ("CR", "LF", "CRLF"):
+    for term in ("ANY", "CR", "LF", "CRLF"):
         assert Framer(term).feed(stream) == codes
+
+
+@given(st.lists(st.binary(min_size=1, max_size=20).filter(lambda b: not set(b) & {10, 13}),
+                max_size=10), st.lists(st.sampled_from([b"\r", b"\n", b"\r\n"]), min_size=10,
+                                       max_size=10))
+def test_the_default_framer_takes_any_line_ending(codes: list[bytes], ends: list[bytes]) -> None:
+    stream = b"".join(c + e for c, e in zip(codes, ends, strict=False))
+    assert Framer().feed(stream) == codes
+
+
+@pytest.mark.parametrize("length", [1, 8, 128, 4096])
+def test_frame_cap_fits_the_longest_code_in_utf8_with_prefixes(length: int) -> None:
+    code = "€" * length  # three bytes each in UTF-8
+    raw = b"]Q1\\000026" + code.encode() + b"  "
+    f = Framer("CR", max_frame=frame_cap(length))
+    (frame,) = f.feed(raw + b"\r")
+    assert normalise(frame, max_length=length).text == code
+    (frame,) = f.feed(("€" * (length + 1)).encode() * 4 + b"\r")
+    assert normalise(frame, max_length=length).text is None  # too long: never truncated
 
 
 def test_debounce_same_code_within_window() -> None:

@@ -43,9 +43,16 @@ class GateSettings:
     late_entry_s: float = 0.0
     debounce_s: float = 2.5
     max_barcode_length: int = 128
+    max_frame_age_s: float = 2.0
     occupancy_zone: str = ""
     max_occupancy: int = 0
     unsynced_clock: Literal["trust", "deny", "admit"] = "trust"
+
+    def __post_init__(self) -> None:
+        if self.max_frame_age_s <= 0:
+            raise SettingError("max_frame_age_s", "must be more than 0 seconds")
+        if self.max_barcode_length < 1:
+            raise SettingError("max_barcode_length", "must be at least 1")
 
     @property
     def zone(self) -> str:
@@ -101,7 +108,7 @@ class ScannerSettings:
     bytesize: Literal[5, 6, 7, 8] = 8
     parity: Literal["N", "E", "O", "M", "S"] = "N"
     stopbits: Literal[1, 2] = 1
-    terminator: Literal["CR", "LF", "CRLF", "TAB", "NONE"] = "CR"
+    terminator: Literal["ANY", "CR", "LF", "CRLF", "TAB", "NONE"] = "ANY"
     idle_gap_s: float = 0.05
     # hid
     device: str = ""

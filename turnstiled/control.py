@@ -42,9 +42,13 @@ Handler = Callable[[dict[str, Any]], dict[str, Any]]
 class ControlServer:
     """Serves the daemon's commands on a Unix socket in a background thread."""
 
-    def __init__(self, path: str | Path, handlers: dict[str, Handler]) -> None:
+    def __init__(self, path: str | Path, handlers: dict[str, Handler], *,
+                 max_connections: int = MAX_CONNECTIONS,
+                 read_timeout: float = READ_TIMEOUT_S) -> None:
         self.path = Path(path)
         self.handlers = handlers
+        self.max_connections = max_connections
+        self.read_timeout = read_timeout
         self._server: socketserver.ThreadingUnixStreamServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -53,15 +57,17 @@ class ControlServer:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         handlers = self.handlers
-        slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        slots = threading.BoundedSemaphore(self.max_connections)
+        limit = self.max_connections
 
         class _Req(socketserver.StreamRequestHandler):
-            timeout = READ_TIMEOUT_S
+            timeout = self.read_timeout
 
             def handle(self) -> None:
                 try:
                     line = self.rfile.readline(MAX_LINE)
-                    if not line:
+                    if not line.endswith(b"\n"):
+                        logger.debug("control client went away before a whole request")
                         return
                     reply = _answer(handlers, line, peer_operator(self.request))
                     self.wfile.write(json.dumps(reply, default=str).encode() + b"\n")
@@ -77,7 +83,7 @@ class ControlServer:
                     if time.monotonic() - self.last_refusal_log > 60:  # once a minute at most
                         self.last_refusal_log = time.monotonic()
                         logger.warning("control socket: %d clients already connected; "
-                                       "refusing more", MAX_CONNECTIONS)
+                                       "refusing more", limit)
                     with contextlib.suppress(OSError):
                         request.sendall(b'{"ok": false, "error": "daemon busy: too many '
                                         b'control connections"}\n')
@@ -117,8 +123,12 @@ class ControlServer:
 def _answer(handlers: dict[str, Handler], line: bytes, operator: str) -> dict[str, Any]:
     try:
         req = json.loads(line)
-        if not isinstance(req, dict):
-            raise ValueError("a request is one JSON object")
+    except ValueError:
+        logger.warning("control request is not JSON; ignored")
+        return {"ok": False, "error": "a request is one JSON object on one line"}
+    if not isinstance(req, dict):
+        return {"ok": False, "error": "a request is one JSON object on one line"}
+    try:
         fn = handlers.get(req.get("cmd", ""))
         if fn is None:
             return {"ok": False, "error": f"unknown command {req.get('cmd')!r}"}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import queue
 import signal
 import sys
 import threading
@@ -35,6 +34,7 @@ from turnstiled.control import ControlServer
 from turnstiled.errors import ConfigError
 from turnstiled.figures import gate_figures, version
 from turnstiled.gate import Gate
+from turnstiled.intake import Frame, Intake
 from turnstiled.journal import Journal
 from turnstiled.online import OnlineChecker
 from turnstiled.pipeline import Outcome, ScanPipeline
@@ -70,13 +70,16 @@ class Scanner(Protocol):
     def last_error(self) -> str | None: ...
 
 
-def make_scanner(sc: ScannerSettings, on_frame: Callable[[bytes, float], None]) -> Scanner:
+def make_scanner(sc: ScannerSettings, on_frame: Callable[[bytes, float], None],
+                 max_barcode_length: int = 128) -> Scanner:
     """The scanner reader a ``[[scanner]]`` table describes."""
     if sc.type == "serial":
+        from turnstiled.scanners.decode import frame_cap
         from turnstiled.scanners.serial import SerialScanner
         return SerialScanner(sc.name, sc.url, on_frame, baudrate=sc.baudrate,
                              bytesize=sc.bytesize, parity=sc.parity, stopbits=sc.stopbits,
-                             terminator=sc.terminator, idle_gap=sc.idle_gap_s)
+                             terminator=sc.terminator, idle_gap=sc.idle_gap_s,
+                             max_frame=frame_cap(max_barcode_length))
     from turnstiled.scanners.hid import HidScanner
     return HidScanner(sc.name, sc.device, on_frame, layout=sc.layout, grab=sc.grab)
 
@@ -89,7 +92,7 @@ class Daemon:
         self.cfg = cfg
         self.started = time.time()
         self.heartbeats = sdnotify.Heartbeats()
-        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.queue = Intake(cfg.gate.max_frame_age_s)
         self.recent: deque[Outcome] = deque(maxlen=20)
         self._on_outcome = on_outcome
         self.stopping = threading.Event()
@@ -138,7 +141,7 @@ class Daemon:
         return Gate(hw, self.pin_factory, on_fire_alarm=self._fire_alarm, emergency=emergency)
 
     def new_scanner(self, sc: ScannerSettings) -> Scanner:
-        return make_scanner(sc, self._frame_sink(sc))
+        return make_scanner(sc, self._frame_sink(sc), self.cfg.gate.max_barcode_length)
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:
@@ -193,7 +196,7 @@ class Daemon:
         self.control.stop()
         if self.cloud is not None:
             self.cloud.stop(1.0)
-        self.queue.put(_STOP)
+        self.queue.put_event(_STOP)
         for t in stoppers:
             t.join(1.2)
         self._worker.join(1.0)
@@ -213,19 +216,18 @@ class Daemon:
     def _frame_sink(self, sc: ScannerSettings) -> Callable[[bytes, float], None]:
         def sink(raw: bytes, t_read: float) -> None:
             self.last_frame[sc.name] = time.time()
-            self.queue.put((raw, sc.name, sc.direction, t_read))
+            self.queue.put_frame(Frame(raw, sc.name, sc.direction, t_read))
         return sink
 
     def submit(self, raw: bytes, scanner: str = "manual", direction: str = "in") -> None:
         """Queue a frame as if *scanner* had read it (demo keyboard, tests)."""
-        self.queue.put((raw, scanner, direction, time.monotonic()))
+        self.queue.put_frame(Frame(raw, scanner, direction, time.monotonic()))
 
     def _work(self) -> None:
         """The decision loop: it never dies on an error, and leaves the arm safe."""
         while True:
-            try:
-                item = self.queue.get(timeout=IDLE_FLUSH_S)
-            except queue.Empty:
+            item = self.queue.get(timeout=IDLE_FLUSH_S)
+            if item is None:
                 self.heartbeats.beat("decide")
                 self._flush_outcomes()
                 continue
@@ -251,7 +253,7 @@ class Daemon:
 
     def journal_event(self, kind: str, detail: str) -> None:
         """Have the decision worker journal a gate event (the one writer)."""
-        self.queue.put(_Event(kind, detail, time.time()))
+        self.queue.put_event(_Event(kind, detail, time.time()))
 
     def set_clock_synced(self, state: bool | None) -> None:
         self.clock_synced = state
@@ -272,7 +274,7 @@ class Daemon:
     def reload(self, new: Config, timeout: float = 30.0) -> set[str]:
         """Put *new* in force between two decisions (SIGHUP); raises ReloadRefused."""
         job = reload_mod.Job(new)
-        self.queue.put(job)
+        self.queue.put_event(job)
         return job.wait(timeout)
 
     def _work_one(self, item: Any) -> None:
@@ -282,8 +284,7 @@ class Daemon:
         if isinstance(item, _Event):
             self.journal.log_event(item.kind, item.detail, at=item.at)
             return
-        raw, scanner, direction, t_read = item
-        self.pipeline.handle(raw, scanner, direction, t_read)
+        self.pipeline.handle(item.raw, item.scanner, item.direction, item.t_read)
 
     def _outcome(self, outcome: Outcome) -> None:
         # Called after the relay moved: only now may the mesh hear of it.
@@ -302,7 +303,7 @@ class Daemon:
     def _fire_alarm(self, active: bool, at: float) -> None:
         # gpiozero's callback thread: the relay has already moved (gate.py);
         # the decision worker journals the event, the one writer of scans.
-        self.queue.put(_Event("fire_alarm", "active" if active else "cleared", at))
+        self.queue.put_event(_Event("fire_alarm", "active" if active else "cleared", at))
 
     # -- control commands ------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -322,6 +323,8 @@ class Daemon:
             "alarms": self.alarms(),
             "online": self.online.status(),
             "queue": self.queue.qsize(),
+            "frames_dropped": {**self.queue.dropped,
+                               "unreadable": self.pipeline.unreadable_dropped},
             "mesh": self.mesh.state() if self.mesh is not None else None,
             "metrics": self.metrics.state() if self.metrics is not None else None,
             "clock": {"synchronised": self.clock_synced,

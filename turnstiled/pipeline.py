@@ -30,6 +30,11 @@ from turnstiled.scanners.decode import Debouncer, normalise, printable
 
 logger = logging.getLogger(__name__)
 
+# Unreadable frames journaled per scanner: a burst, then this many a second;
+# the rest are counted (status: frames_dropped.unreadable), not journaled.
+UNREADABLE_BURST = 5.0
+UNREADABLE_PER_S = 1.0
+
 def mask(barcode: str) -> str:
     """A barcode as logs may show it: only its last four characters."""
     return "…" + barcode[-4:] if len(barcode) > 4 else "…"
@@ -89,6 +94,8 @@ class ScanPipeline:
         self.uploaders = uploaders or {}
         self.journal_alarm: str | None = None
         self.decision_alarm: str | None = None
+        self.unreadable_dropped = 0
+        self._unreadable_budget: dict[str, tuple[float, float]] = {}  # scanner -> tokens, t
         self.gate_alarm: str | None = None
         # The venue mesh's link (mesh.MeshClient), set by the daemon: only
         # asked whether it is partitioned; never waited on.
@@ -155,6 +162,9 @@ class ScanPipeline:
         mono = time.monotonic() if t_read is None else t_read
         norm = normalise(raw, self.cfg.gate.max_barcode_length)
         if norm.text is None:
+            if not self._unreadable_allowed(scanner):
+                self.unreadable_dropped += 1
+                return None  # a flood of garbage: journal a few, count the rest
             ev = Evaluation(printable(raw), direction, rules.unreadable(), None, Usage())
         elif self.debouncer.seen(f"{scanner}\x00{norm.text}", mono):
             return None  # before any lookup: a repeat must not ask a cloud again
@@ -198,6 +208,15 @@ class ScanPipeline:
         if self.on_outcome is not None:
             self.on_outcome(outcome)
         return outcome
+
+    def _unreadable_allowed(self, scanner: str) -> bool:
+        """Token bucket per scanner: ``UNREADABLE_BURST`` at once, then one a second."""
+        now = time.monotonic()
+        tokens, last = self._unreadable_budget.get(scanner, (UNREADABLE_BURST, now))
+        tokens = min(UNREADABLE_BURST, tokens + (now - last) * UNREADABLE_PER_S)
+        allowed = tokens >= 1
+        self._unreadable_budget[scanner] = (tokens - 1 if allowed else tokens, now)
+        return allowed
 
     def _decide_or_deny(self, text: str, direction: str, now: float) -> Evaluation:
         """Decide; a decision that fails (e.g. an unexpected cache layout) is a denial.

@@ -123,6 +123,7 @@ def apply(daemon: Daemon, new: Config) -> set[str]:
     pipe.cfg = new
     pipe.settings = rule_settings(new)
     pipe.debouncer.window_s = new.gate.debounce_s
+    daemon.queue.max_age_s = new.gate.max_frame_age_s
     daemon.cfg = new
     if "scanner" in diff:
         _swap_scanners(daemon, old, new)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-TERMINATORS = ("CR", "LF", "CRLF", "TAB", "NONE")
+TERMINATORS = ("ANY", "CR", "LF", "CRLF", "TAB", "NONE")
 GS = "\x1d"
 UNREADABLE = "unreadable"
 
@@ -75,9 +75,20 @@ def printable(raw: bytes, limit: int = 256) -> str:
     return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+def frame_cap(max_barcode_length: int) -> int:
+    """Bytes a serial frame may hold for a code of *max_barcode_length* characters.
+
+    Four bytes per character (UTF-8's longest), plus room for the prefixes
+    and spaces the normaliser strips (AIM identifier, ECI escape).
+    """
+    return 4 * max_barcode_length + 16
+
+
 class Framer:
     """Splits a scanner's byte stream into frames at the configured terminator.
 
+    ``ANY`` (the default) ends a frame at CR, LF or CRLF: a CR or an LF ends
+    it, and the empty frame between the two bytes of a CRLF is dropped.
     ``CR`` also swallows an LF right after the CR, and ``LF`` a CR right
     before the LF, so a scanner sending CRLF works with either; ``CRLF``
     ends a frame only at the pair. A lone CR or LF that is not part of the
@@ -88,7 +99,7 @@ class Framer:
     memory.
     """
 
-    def __init__(self, terminator: str = "CR", max_frame: int = 512) -> None:
+    def __init__(self, terminator: str = "ANY", max_frame: int = 512) -> None:
         if terminator not in TERMINATORS:
             raise ValueError(f"terminator must be one of {', '.join(TERMINATORS)}, "
                              f"not {terminator!r}")
@@ -116,6 +127,9 @@ class Framer:
         """Take one byte into the frame; True when it ends the frame instead."""
         if self.terminator == "TAB":
             if byte == _TAB:
+                return True
+        elif self.terminator == "ANY":
+            if byte in (_CR, _LF):
                 return True
         elif self.terminator == "CR":
             after_cr, self._after_cr = self._after_cr, byte == _CR

@@ -33,7 +33,7 @@ class SerialScanner(ScannerThread):
 
     def __init__(self, name: str, url: str, on_frame: FrameSink, *, baudrate: int = 9600,
                  bytesize: int = 8, parity: str = "N", stopbits: float = 1,
-                 terminator: str = "CR", idle_gap: float = 0.05,
+                 terminator: str = "ANY", idle_gap: float = 0.05, max_frame: int = 512,
                  reopen_backoff: tuple[float, float] = (0.2, 5.0)) -> None:
         _check_settings(baudrate, bytesize, parity, stopbits, terminator, idle_gap,
                         reopen_backoff)
@@ -43,6 +43,7 @@ class SerialScanner(ScannerThread):
                          "stopbits": stopbits}
         self.terminator = terminator
         self.idle_gap = idle_gap
+        self.max_frame = max_frame  # bytes; see decode.frame_cap
 
     @property
     def _port(self) -> serial.SerialBase | None:
@@ -70,7 +71,7 @@ class SerialScanner(ScannerThread):
 
     def _read(self, port: serial.SerialBase) -> None:
         self._connected = True
-        framer = Framer(self.terminator)
+        framer = Framer(self.terminator, self.max_frame)
         opened = last_data = time.monotonic()
         while not self._stop.is_set():
             data = port.read(port.in_waiting or 1)

@@ -1,0 +1,88 @@
+"""What waits for the decision worker: each scanner's frames, and gate events.
+
+Each scanner has its own bounded queue (``PER_SCANNER`` frames; when it is
+full the oldest frame goes), so a flooding scanner cannot bury another
+one's codes. A frame read longer ago than ``max_age_s`` is dropped when it
+comes up, never decided: a code must not open the gate long after it was
+read. Gate events (the fire alarm) always come first and are never
+dropped. Drops are counted per kind for ``status``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+PER_SCANNER = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One raw frame and where and when it was read (``t_read``: monotonic)."""
+
+    raw: bytes
+    scanner: str
+    direction: str
+    t_read: float
+
+
+class Intake:
+    """Bounded per-scanner frame queues plus an event queue, for one consumer."""
+
+    def __init__(self, max_age_s: float, per_scanner: int = PER_SCANNER) -> None:
+        self.max_age_s = max_age_s
+        self.per_scanner = per_scanner
+        self._cond = threading.Condition()
+        self._frames: dict[str, deque[Frame]] = {}
+        self._events: deque[Any] = deque()
+        self.dropped = {"stale": 0, "overflow": 0}
+
+    def put_frame(self, frame: Frame) -> None:
+        with self._cond:
+            q = self._frames.get(frame.scanner)
+            if q is None:
+                q = self._frames[frame.scanner] = deque()
+            if len(q) >= self.per_scanner:
+                q.popleft()
+                self.dropped["overflow"] += 1
+            q.append(frame)
+            self._cond.notify()
+
+    def put_event(self, item: Any) -> None:
+        with self._cond:
+            self._events.append(item)
+            self._cond.notify()
+
+    def get(self, timeout: float) -> Any:
+        """The next event, else the oldest fresh frame; None after *timeout*."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._events:
+                    return self._events.popleft()
+                frame = self._oldest_fresh()
+                if frame is not None:
+                    return frame
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+
+    def qsize(self) -> int:
+        with self._cond:
+            return len(self._events) + sum(len(q) for q in self._frames.values())
+
+    def _oldest_fresh(self) -> Frame | None:
+        now = time.monotonic()
+        while True:
+            heads = [q for q in self._frames.values() if q]
+            if not heads:
+                return None
+            q = min(heads, key=lambda q: q[0].t_read)
+            frame = q.popleft()
+            if now - frame.t_read <= self.max_age_s:
+                return frame
+            self.dropped["stale"] += 1
