@@ -33,6 +33,11 @@ def test_intake_drops_stale_frames_bounds_each_scanner_and_puts_events_first():
     assert q.dropped == {"stale": 0, "overflow": 7}  # OLD and FLOOD0..5 pushed out
     q.put_frame(Frame(b"LATE", "a", "in", time.monotonic() - 2.5))
     assert q.get(0) is None and q.dropped["stale"] == 1
+    q = Intake(max_age_s=1.0)
+    q.put_frame(Frame(b"DURING-RELOAD", "a", "in", time.monotonic()))
+    with q.paused():  # a reload that takes a while does not make it stale
+        time.sleep(1.5)
+    assert q.get(0).raw == b"DURING-RELOAD"
 
 
 def test_a_frame_read_during_a_passage_wait_is_dropped_not_decided(start_gate):

@@ -279,7 +279,8 @@ class Daemon:
 
     def _work_one(self, item: Any) -> None:
         if isinstance(item, reload_mod.Job):
-            item.run(self)
+            with self.queue.paused():  # frames read during a reload are not stale for it
+                item.run(self)
             return
         if isinstance(item, _Event):
             self.journal.log_event(item.kind, item.detail, at=item.at)

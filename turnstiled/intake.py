@@ -4,19 +4,23 @@ Each scanner has its own bounded queue (``PER_SCANNER`` frames; when it is
 full the oldest frame goes), so a flooding scanner cannot bury another
 one's codes. A frame read longer ago than ``max_age_s`` is dropped when it
 comes up, never decided: a code must not open the gate long after it was
-read. Gate events (the fire alarm) always come first and are never
-dropped. Drops are counted per kind for ``status``.
+read. Time the worker spends on a deliberate pause (a configuration
+reload, see :meth:`Intake.paused`) does not age the frames waiting. Gate
+events (the fire alarm, a reload) always come first and are never dropped.
+Drops are counted per kind for ``status``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-PER_SCANNER = 32
+PER_SCANNER = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +40,8 @@ class Intake:
         self.max_age_s = max_age_s
         self.per_scanner = per_scanner
         self._cond = threading.Condition()
-        self._frames: dict[str, deque[Frame]] = {}
+        self._frames: dict[str, deque[tuple[Frame, float]]] = {}  # frame, pause credit
+        self._credit = 0.0  # seconds of deliberate pauses so far
         self._events: deque[Any] = deque()
         self.dropped = {"stale": 0, "overflow": 0}
 
@@ -48,7 +53,7 @@ class Intake:
             if len(q) >= self.per_scanner:
                 q.popleft()
                 self.dropped["overflow"] += 1
-            q.append(frame)
+            q.append((frame, self._credit))
             self._cond.notify()
 
     def put_event(self, item: Any) -> None:
@@ -71,6 +76,16 @@ class Intake:
                     return None
                 self._cond.wait(left)
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """A deliberate pause of the consumer: frames waiting meanwhile do not age."""
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._credit += time.monotonic() - t0
+
     def qsize(self) -> int:
         with self._cond:
             return len(self._events) + sum(len(q) for q in self._frames.values())
@@ -81,8 +96,8 @@ class Intake:
             heads = [q for q in self._frames.values() if q]
             if not heads:
                 return None
-            q = min(heads, key=lambda q: q[0].t_read)
-            frame = q.popleft()
-            if now - frame.t_read <= self.max_age_s:
+            q = min(heads, key=lambda q: q[0][0].t_read)
+            frame, credit = q.popleft()
+            if now - frame.t_read - (self._credit - credit) <= self.max_age_s:
                 return frame
             self.dropped["stale"] += 1
