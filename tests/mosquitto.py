@@ -1,72 +1,30 @@
-"""A real mosquitto broker on a free loopback port, for the mesh tests and bench."""
+"""The broker as ``config/mosquitto.conf`` and ``config/mosquitto.acl`` ship it."""
 
 from __future__ import annotations
 
 import getpass
-import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+from turnstiled.sim.broker import Broker, free_port
+
+__all__ = ["Broker", "shipped_broker"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Broker:
-    """mosquitto with persistence in *workdir*; stop() and start() keep its port and data."""
-
-    def __init__(self, workdir: Path, port: int | None = None, extra: str = "") -> None:
-        self.dir = workdir
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
-        self.conf = self.dir / "mosquitto.conf"
-        self.log = self.dir / "mosquitto.log"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            # run as root, mosquitto would drop to user "mosquitto", which
-            # cannot write this directory
-            f"user {getpass.getuser()}\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {self.dir}/\n"
-            "autosave_interval 1\n"
-            "max_queued_messages 100000\n"
-            "max_inflight_messages 100\n"
-            "persistent_client_expiration 1d\n"
-            f"log_dest file {self.log}\n"
-            "log_type error\nlog_type warning\nlog_type notice\n" + extra)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30.0) -> None:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.log.read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not listen in time")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+def shipped_broker(workdir: Path, users: dict[str, str], venue: str) -> Broker:
+    """The broker as ``config/mosquitto.conf`` and ``mosquitto.acl`` set it up."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    shipped = Path(__file__).resolve().parent.parent / "config"
+    pw, acl = workdir / "passwd", workdir / "acl"
+    acl.write_text((shipped / "mosquitto.acl").read_text().replace("/arena/", f"/{venue}/"))
+    pw.touch()
+    for user, password in users.items():
+        subprocess.run(["mosquitto_passwd", "-b", str(pw), user, password], check=True)
+    port = free_port()
+    conf = ((shipped / "mosquitto.conf").read_text()
+            .replace("listener 1883\n", f"listener {port} 127.0.0.1\n")
+            .replace("/etc/mosquitto/turnstiled.passwd", str(pw))
+            .replace("/etc/mosquitto/turnstiled.acl", str(acl))
+            + f"user {getpass.getuser()}\npersistence_location {workdir}/\n"
+            f"log_dest file {workdir}/mosquitto.log\n")
+    return Broker(workdir, port, conf)

@@ -19,7 +19,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from tests.conftest import make_config, wait_until
-from tests.mosquitto import Broker
+from tests.mosquitto import Broker, shipped_broker
 from turnstiled import meshwire
 from turnstiled.cache import Cache
 from turnstiled.config import MeshSettings
@@ -326,3 +326,31 @@ def test_turnstilectl_status_scans_occupancy_fleet(venue, broker, capsys):
     fleet = {r["gate"]: r for r in run(cli_mesh.cmd_fleet)}
     assert fleet["b"]["state"] == "online" and fleet["b"]["version"]
     assert set(fleet["a"]) >= {"tickets", "backlog", "scanner_connected", "last_scan_at"}
+
+
+def test_shipped_broker_config_passwords_and_acl(tmp_path, venue):
+    broker = shipped_broker(tmp_path / "shipped", {"a": "pw-a", "b": "pw-b"}, "arena")
+    broker.start()
+    try:
+        a = venue("a", mesh={"broker": broker.url, "password": "pw-a"})
+        b = venue("b", mesh={"broker": broker.url, "password": "pw-b"})
+        wrong = venue("c", mesh={"broker": broker.url, "password": "nope"})
+        assert wait_until(connected(a, b), SLOW)
+        # a may not speak for b: the broker drops a's message on b's topic
+        forger = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="forger",
+                             protocol=mqtt.MQTTv5)
+        forger.username_pw_set("a", "pw-a")
+        forger.connect("127.0.0.1", broker.port)
+        forger.loop_start()
+        forger.publish(meshwire.usage_topic("arena", "b"),
+                       _event("forged", gate="b"), qos=1).wait_for_publish(SLOW)
+        assert a.scan("SINGLE-1").evaluation.decision.granted
+        assert wait_until(lambda: b.knows("a"), SLOW)
+        j = b.journal()
+        assert [r[0] for r in j.conn.execute("SELECT gate_id FROM mesh_events")] == ["a"]
+        j.close()
+        assert not wrong.daemon.mesh.state()["connected"]
+        forger.loop_stop()
+        forger.disconnect()
+    finally:
+        broker.stop()

@@ -57,9 +57,11 @@ Figures = Callable[[Cache | None, Journal], dict[str, Any]]
 class MeshClient:
     """This gate's link to the venue's broker."""
 
-    def __init__(self, cfg: Config, figures: Figures | None = None) -> None:
+    def __init__(self, cfg: Config, figures: Figures | None = None,
+                 on_merged: Callable[[list[VenueEvent]], None] | None = None) -> None:
         assert cfg.mesh is not None
         self.cfg = cfg
+        self.on_merged = on_merged  # after each committed merge of peer events (bench, metrics)
         self.mesh = cfg.mesh
         self.gate_id = cfg.gate.id
         self.figures = figures
@@ -266,6 +268,8 @@ class MeshClient:
             if not batch:
                 return
             result = journal.mesh_merge(batch)
+            if self.on_merged is not None:
+                self.on_merged(batch)
             if result.new:
                 with self._lock:
                     self._last_peer_event = time.time()
