@@ -189,6 +189,7 @@ def test_deny_single_entry_while_partitioned(tmp_path, venue, broker):
     assert not out.evaluation.decision.granted
     assert out.evaluation.decision.reason == "mesh_partitioned"
     assert a.scan("RE-2").evaluation.decision.granted  # only single-entry tickets
+    assert "unreachable" in a.daemon.alarms()["mesh"]
     broker.start()
     assert wait_until(connected(a), SLOW)
     assert a.scan("SINGLE-1").evaluation.decision.granted

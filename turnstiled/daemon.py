@@ -368,6 +368,9 @@ class Daemon:
         cache = datafiles.cache_alarm(self.cfg.paths.cache_db)
         if cache:
             out["cache"] = cache
+        mesh_alarm = self.mesh.alarm() if self.mesh is not None else None
+        if mesh_alarm:
+            out["mesh"] = mesh_alarm
         return out
 
     # Technician commands: journaled first (the operator is the login name of

@@ -238,6 +238,17 @@ class PeerUsageMixin:
                               "with_nonce": w_nonce, "with_gate": w_gate, "with_at": w_at})
         return fresh
 
+    def prune_mesh(self, older_than: float) -> int:
+        """Forget venue events (and their conflicts) older than the journal's retention.
+
+        Occupancy counts stay as they are; a ticket's peer usage from before
+        then is forgotten with them, as its scans are on the gate that made them.
+        """
+        with write_transaction(self.conn) as conn:
+            n = conn.execute("DELETE FROM mesh_events WHERE at < ?", (older_than,)).rowcount
+            conn.execute("DELETE FROM mesh_conflicts WHERE at < ?", (older_than,))
+        return n
+
     # -- readers ---------------------------------------------------------
     def mesh_conflicts(self, limit: int = 20) -> list[dict[str, Any]]:
         cur = self.conn.execute(

@@ -73,6 +73,7 @@ class MeshClient:
         self._connected = False
         self._down_since = time.monotonic()  # never connected counts as down
         self._outage_logged = False
+        self._ever_connected = False
         self._last_peer_event: float | None = None
         self._fleet: dict[str, dict[str, Any]] = {}
         # scan id -> (state published, its MessageInfo); PUBACKed message ids
@@ -134,6 +135,15 @@ class MeshClient:
         return (not self._connected and
                 time.monotonic() - self._down_since > self.mesh.partition_grace_s)
 
+    def alarm(self) -> str | None:
+        """A line for ``status``' alarms while the broker has been away past the grace."""
+        if not self.partitioned():
+            return None
+        down = time.monotonic() - self._down_since
+        return (f"broker {self.mesh.broker} unreachable for {down:.0f} s: "
+                + ("deciding on local usage only" if self.mesh.on_partition == "local"
+                   else "refusing single-entry tickets"))
+
     def state(self) -> dict[str, Any]:
         """``status --json``'s ``mesh`` block."""
         now = time.time()
@@ -175,6 +185,10 @@ class MeshClient:
                 (meshwire.fleet_topic(v), SubscribeOptions(qos=1)),
             ])
             down_for = time.monotonic() - self._down_since
+            if self._ever_connected and not flags.session_present:
+                logger.warning("mesh: the broker had lost this gate's session (restarted "
+                               "without persistence?): peer events sent meanwhile are missed")
+            self._ever_connected = True
             self._connected = True
             self._outage_logged = False
             logger.info("mesh: connected to %s as %s (session %s, after %.0f s)",
@@ -234,7 +248,7 @@ class MeshClient:
             cache: Cache | None = Cache(self.cfg.paths.cache_db, readonly=True)
         except (FileNotFoundError, OSError):
             cache = None
-        next_beat = 0.0
+        next_beat = next_prune = 0.0
         try:
             while not self._stop.is_set():
                 self._wake.wait(0.5)
@@ -246,6 +260,10 @@ class MeshClient:
                     if time.monotonic() >= next_beat and self._connected:
                         self._heartbeat(journal, cache)
                         next_beat = time.monotonic() + self.mesh.heartbeat_interval_s
+                    if time.monotonic() >= next_prune:
+                        days = self.cfg.journal.retention_days
+                        journal.prune_mesh(time.time() - days * 86400)
+                        next_prune = time.monotonic() + 3600
                 except Exception:
                     logger.exception("mesh: worker step failed; retrying")
                     self._stop.wait(1.0)
