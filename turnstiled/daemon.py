@@ -120,7 +120,7 @@ class Daemon:
         self.mesh = None
         if cfg.mesh is not None:
             from turnstiled.mesh import MeshClient  # paho only where a mesh is configured
-            self.mesh = MeshClient(cfg, self.figures)
+            self.mesh = MeshClient(cfg, self.figures, journal=self.journal)
             self.pipeline.mesh_link = self.mesh
         self.metrics = None
         if cfg.metrics.listen or cfg.metrics.textfile_dir:

@@ -19,6 +19,7 @@ only these methods write the mesh tables, and the mesh thread calls them.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -94,36 +95,38 @@ def migrate_peers(conn: sqlite3.Connection) -> None:
     conn.execute(f"CREATE INDEX IF NOT EXISTS scans_mesh ON scans (id) WHERE {_OUTBOX_WHERE}")
 
 
-def _combine(local: Usage, local_last: float | None, peer: Usage,
-             peer_last: float | None, peer_last_dir: str | None) -> Usage:
+def _combine(local: Usage, peer: Usage, peer_last: float | None,
+             peer_last_dir: str | None) -> Usage:
     """This gate's usage plus its peers': counts add up, the newest event says inside."""
-    inside = local.inside
-    if peer_last is not None and (local_last is None or peer_last > local_last):
-        inside = peer_last_dir == "in"
+    inside, last = local.inside, local.last_at
+    if peer_last is not None and (last is None or peer_last > last):
+        inside, last = peer_last_dir == "in", peer_last
     firsts = [t for t in (local.first_used, peer.first_used) if t is not None]
-    lasts = [t for t in (local_last, peer_last) if t is not None]
     return Usage(local.entries + peer.entries, local.exits + peer.exits, inside,
-                 min(firsts) if firsts else None, max(lasts) if lasts else None)
+                 min(firsts) if firsts else None, last)
 
 
 class PeerUsageMixin:
     """Venue methods of :class:`~turnstiled.journal.Journal` (which provides ``conn``)."""
 
     conn: sqlite3.Connection
+    _wlock: threading.RLock  # the journal's: one transaction at a time per connection
 
     # -- the scan path (reads only) ----------------------------------------
     def venue_usage(self, source: str, barcode: str, bkey: str,
                     gate_id: str) -> tuple[Usage, Usage]:
         """(this gate's usage, this gate's plus its peers') of one ticket."""
+        # usage follows the barcode, whichever source (Journal.usage ignores *source*)
         local = self.usage(source, barcode)  # type: ignore[attr-defined]
-        local_last = local.last_at  # usage follows the barcode, whichever source
         entries = exits = 0
         first: float | None = None
         last: float | None = None
         last_dir: str | None = None
-        for direction, at in self.conn.execute(
+        with self._wlock:
+            rows = self.conn.execute(
                 "SELECT direction, at FROM mesh_events WHERE bkey = ? AND gate_id != ? "
-                "AND passed IS NOT 0 ORDER BY at, nonce", (bkey, gate_id)):
+                "AND passed IS NOT 0 ORDER BY at, nonce", (bkey, gate_id)).fetchall()
+        for direction, at in rows:
             if direction == "in":
                 entries += 1
                 first = at if first is None else first
@@ -133,46 +136,60 @@ class PeerUsageMixin:
         if last is None:
             return local, local
         peer = Usage(entries, exits, last_dir == "in", first)
-        return local, _combine(local, local_last, peer, last, last_dir)
+        return local, _combine(local, peer, last, last_dir)
 
     def occupancy(self) -> dict[str, int]:
         """People inside per zone (entries minus exits over every gate, never below 0)."""
-        return {z: max(0, i - o) for z, i, o in
-                self.conn.execute("SELECT zone, ins, outs FROM occupancy "
-                                          "WHERE ins OR outs ORDER BY zone")}
+        with self._wlock:
+            rows = self.conn.execute("SELECT zone, ins, outs FROM occupancy "
+                                     "WHERE ins OR outs ORDER BY zone").fetchall()
+        return {z: max(0, i - o) for z, i, o in rows}
 
     def zone_occupancy(self, zone: str) -> int:
-        row = self.conn.execute("SELECT ins - outs FROM occupancy WHERE zone = ?",
-                                (zone,)).fetchone()
+        with self._wlock:
+            row = self.conn.execute("SELECT ins - outs FROM occupancy WHERE zone = ?",
+                                    (zone,)).fetchone()
         return max(0, row[0]) if row else 0
 
     # -- the outbox ------------------------------------------------------
     def mesh_outbox(self, after_id: int = 0, limit: int = 500) -> list[dict[str, Any]]:
         """Granted scans whose current state the broker has not acknowledged, oldest first."""
-        cur = self.conn.execute(
+        return self._rows(
             "SELECT id, nonce, at, gate_id, direction, barcode, source, passed, "
             f"coalesce(passed, -1) AS state FROM scans WHERE {_OUTBOX_WHERE} AND id > ? "
             "ORDER BY id LIMIT ?", (after_id, limit))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur]
 
     def mesh_acknowledged(self, acked: Iterable[tuple[int, int]]) -> None:
         """Record that the broker has these (scan id, state) pairs (PUBACK)."""
-        with write_transaction(self.conn) as conn:
-            conn.executemany("UPDATE scans SET mesh_pub = ? WHERE id = ?",
-                             [(state, sid) for sid, state in acked])
+        self.mesh_step((), acked)
 
     def mesh_backlog(self) -> int:
-        return int(self.conn.execute(f"SELECT COUNT(*) FROM scans WHERE {_OUTBOX_WHERE}")
-                   .fetchone()[0])
+        with self._wlock:
+            return int(self.conn.execute(f"SELECT COUNT(*) FROM scans WHERE {_OUTBOX_WHERE}")
+                       .fetchone()[0])
 
     # -- merging ---------------------------------------------------------
     def mesh_merge(self, events: Iterable[VenueEvent], now: float | None = None) -> MergeResult:
         """Merge venue events (this gate's own included) in one transaction, by nonce."""
+        return self.mesh_step(events, (), now)
+
+    def mesh_step(self, events: Iterable[VenueEvent], acked: Iterable[tuple[int, int]],
+                  now: float | None = None) -> MergeResult:
+        """One mesh worker step in one transaction: merge *events*, record *acked*.
+
+        One short transaction per step, under the journal's lock, so the
+        scan path waits for the mesh at most once per step (never on
+        SQLite's busy-retry sleeps).
+        """
         now = time.time() if now is None else now
         new = 0
         touched: set[str] = set()
-        with write_transaction(self.conn) as conn:
+        events, acked = list(events), list(acked)
+        if not events and not acked:
+            return MergeResult()
+        with self._wlock, write_transaction(self.conn) as conn:
+            conn.executemany("UPDATE scans SET mesh_pub = ? WHERE id = ?",
+                             [(state, sid) for sid, state in acked])
             for ev in events:
                 passed = None if ev.passed is None else int(ev.passed)
                 cur = conn.execute(
@@ -244,18 +261,22 @@ class PeerUsageMixin:
         Occupancy counts stay as they are; a ticket's peer usage from before
         then is forgotten with them, as its scans are on the gate that made them.
         """
-        with write_transaction(self.conn) as conn:
+        with self._wlock, write_transaction(self.conn) as conn:
             n = conn.execute("DELETE FROM mesh_events WHERE at < ?", (older_than,)).rowcount
             conn.execute("DELETE FROM mesh_conflicts WHERE at < ?", (older_than,))
         return n
 
     # -- readers ---------------------------------------------------------
     def mesh_conflicts(self, limit: int = 20) -> list[dict[str, Any]]:
-        cur = self.conn.execute(
+        return self._rows(
             "SELECT nonce, gate_id, at, with_nonce, with_gate, with_at, detected_at "
             "FROM mesh_conflicts ORDER BY detected_at DESC, at DESC LIMIT ?", (limit,))
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur]
+
+    def _rows(self, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        with self._wlock:
+            cur = self.conn.execute(sql, args)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur]
 
     def conflicts_of_scans(self, nonces: list[str]) -> dict[str, dict[str, Any]]:
         """For each of these scan nonces in a conflict: the other admission (gate, time)."""
@@ -263,10 +284,12 @@ class PeerUsageMixin:
         for i in range(0, len(nonces), 400):
             part = nonces[i:i + 400]
             marks = ",".join("?" * len(part))
-            for n, g, at, wn, wg, wat in self.conn.execute(
+            with self._wlock:
+                rows = self.conn.execute(
                     "SELECT nonce, gate_id, at, with_nonce, with_gate, with_at FROM "
                     f"mesh_conflicts WHERE nonce IN ({marks}) OR with_nonce IN ({marks})",
-                    (*part, *part)):
+                    (*part, *part)).fetchall()
+            for n, g, at, wn, wg, wat in rows:
                 if n in part:
                     out[n] = {"gate_id": wg, "at": wat}
                 if wn in part:
@@ -275,9 +298,10 @@ class PeerUsageMixin:
 
     def mesh_summary(self, gate_id: str) -> dict[str, Any]:
         """Counts for status and the heartbeat: peers heard, newest peer event, conflicts."""
-        peers, last = self.conn.execute(
-            "SELECT COUNT(DISTINCT gate_id), MAX(received_at) FROM mesh_events "
-            "WHERE gate_id != ?", (gate_id,)).fetchone()
-        conflicts = self.conn.execute("SELECT COUNT(*) FROM mesh_conflicts").fetchone()[0]
+        with self._wlock:
+            peers, last = self.conn.execute(
+                "SELECT COUNT(DISTINCT gate_id), MAX(received_at) FROM mesh_events "
+                "WHERE gate_id != ?", (gate_id,)).fetchone()
+            conflicts = self.conn.execute("SELECT COUNT(*) FROM mesh_conflicts").fetchone()[0]
         return {"peers_heard": int(peers or 0), "last_peer_event_at": last,
                 "conflicts": int(conflicts)}

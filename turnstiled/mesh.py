@@ -2,7 +2,8 @@
 
 One :class:`MeshClient` per gate, in two threads of its own: paho's
 network loop (``loop_start``) and the ``mesh`` worker, which alone
-touches the databases (its own journal connection and a read-only cache).
+touches the databases: the daemon's journal (whose lock orders its one
+transaction per step with the scan path's) and a read-only cache.
 Nothing here is in the scan path: the pipeline only reads the usage this
 worker merged and asks :meth:`MeshClient.partitioned`; a dead broker adds
 no latency to a scan.
@@ -18,8 +19,11 @@ no latency to a scan.
   ``clean_start=False`` and a session expiry, so the broker keeps what
   this gate missed while away and hands it over when it returns.
 - **Merge**: peer events and this gate's own go into the journal by nonce,
-  a batch per transaction (:meth:`Journal.mesh_merge`); conflicts found
-  there are logged and shown in ``status`` and ``scans``.
+  with the PUBACKs received, in one transaction per step
+  (:meth:`Journal.mesh_step`); only then are the peers' messages
+  acknowledged to the broker (manual ack), so an event is never lost
+  between broker and journal. Conflicts found there are logged and shown
+  in ``status`` and ``scans``.
 - **Fleet**: a retained heartbeat (:func:`turnstiled.figures.gate_figures`)
   with a last will that marks the gate offline.
 """
@@ -58,15 +62,18 @@ class MeshClient:
     """This gate's link to the venue's broker."""
 
     def __init__(self, cfg: Config, figures: Figures | None = None,
-                 on_merged: Callable[[list[VenueEvent]], None] | None = None) -> None:
+                 on_merged: Callable[[list[VenueEvent]], None] | None = None,
+                 journal: Journal | None = None) -> None:
         assert cfg.mesh is not None
         self.cfg = cfg
+        self._journal = journal
+        self._reader: Journal | None = None
         self.on_merged = on_merged  # after each committed merge of peer events (bench, metrics)
         self.mesh = cfg.mesh
         self.gate_id = cfg.gate.id
         self.figures = figures
         self.client_id = f"turnstiled-{self.mesh.venue}-{self.gate_id}"
-        self._inbox: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[tuple[str, bytes, int, int]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -96,6 +103,7 @@ class MeshClient:
                    json.dumps({"gate": self.gate_id, "online": False}), qos=1, retain=True)
         c.reconnect_delay_set(int(m.reconnect_min_s), int(m.reconnect_max_s))
         c.max_queued_messages_set(0)  # bounded by MAX_INFLIGHT_ROWS, not by dropping
+        c.manual_ack_set(True)  # a peer's event is acknowledged once it is in the journal
         c.on_connect = self._on_connect
         c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
@@ -225,7 +233,7 @@ class MeshClient:
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            self._inbox.put((msg.topic, bytes(msg.payload)))
+            self._inbox.put((msg.topic, bytes(msg.payload), msg.mid, msg.qos))
             self._wake.set()
         except Exception:
             logger.exception("mesh: on_message failed")
@@ -243,7 +251,9 @@ class MeshClient:
 
     # -- the worker ------------------------------------------------------
     def _run(self) -> None:
-        journal = Journal(self.cfg.paths.journal_db)
+        # The daemon's journal (its lock orders our writes with the scan
+        # path's); a connection of our own when run alone (bench).
+        journal = self._journal or Journal(self.cfg.paths.journal_db)
         try:
             cache: Cache | None = Cache(self.cfg.paths.cache_db, readonly=True)
         except (FileNotFoundError, OSError):
@@ -254,11 +264,9 @@ class MeshClient:
                 self._wake.wait(0.5)
                 self._wake.clear()
                 try:
-                    self._merge_inbox(journal)
-                    self._publish_outbox(journal, cache)
-                    self._collect_acks(journal)
+                    self._step(journal, cache)
                     if time.monotonic() >= next_beat and self._connected:
-                        self._heartbeat(journal, cache)
+                        self._heartbeat(cache)
                         next_beat = time.monotonic() + self.mesh.heartbeat_interval_s
                     if time.monotonic() >= next_prune:
                         days = self.cfg.journal.retention_days
@@ -268,30 +276,57 @@ class MeshClient:
                     logger.exception("mesh: worker step failed; retrying")
                     self._stop.wait(1.0)
         finally:
-            journal.close()
+            if self._journal is None:
+                journal.close()
             if cache is not None:
                 cache.close()
+            if self._reader is not None:
+                self._reader.close()
 
-    def _merge_inbox(self, journal: Journal) -> None:
-        while True:
-            batch: list[VenueEvent] = []
-            while len(batch) < MERGE_BATCH:
-                try:
-                    topic, payload = self._inbox.get_nowait()
-                except queue.Empty:
-                    break
-                ev = self._decode(topic, payload)
-                if ev is not None:
-                    batch.append(ev)
-            if not batch:
-                return
-            result = journal.mesh_merge(batch)
+    def _step(self, journal: Journal, cache: Cache | None) -> None:
+        """Peers' events, this gate's new decisions and the broker's PUBACKs: one
+        journal transaction; then publish, then acknowledge the peers' messages."""
+        peers: list[VenueEvent] = []
+        mids: list[tuple[int, int]] = []
+        while len(peers) < MERGE_BATCH:
+            try:
+                topic, payload, mid, qos = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            mids.append((mid, qos))
+            ev = self._decode(topic, payload)
+            if ev is not None:
+                peers.append(ev)
+        with self._lock:
+            puback, self._acked_mids = self._acked_mids, set()
+        acked = [(sid, state) for sid, (state, info) in self._pending.items()
+                 if info.mid in puback]
+        rows = self._outbox(journal)
+        own = [self._own_event(r, cache) for r in rows]
+        result = journal.mesh_step(peers + own, acked)
+        for sid, state in acked:
+            if self._pending.get(sid, (None,))[0] == state:
+                del self._pending[sid]
+        topic = meshwire.usage_topic(self.mesh.venue, self.gate_id)
+        for row, ev in zip(rows, own, strict=True):
+            info = self.client.publish(topic, meshwire.encode_event(self.mesh.venue, ev), qos=1)
+            if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                self._pending[row["id"]] = (row["state"], info)  # paho sends it when it can
+        # Only now, with the events durable in the journal, may the broker
+        # forget them (manual acknowledgement): a crash before this point
+        # gets them delivered again.
+        for mid, qos in mids:
+            if qos:
+                self.client.ack(mid, qos)
+        if peers:
             if self.on_merged is not None:
-                self.on_merged(batch)
+                self.on_merged(peers)
             if result.new:
                 with self._lock:
                     self._last_peer_event = time.time()
-            self._note_conflicts(result.conflicts)
+        self._note_conflicts(result.conflicts)
+        if not self._inbox.empty():
+            self._wake.set()
 
     def _decode(self, topic: str, payload: bytes) -> VenueEvent | None:
         v, limit = self.mesh.venue, self.mesh.max_message_bytes
@@ -317,21 +352,13 @@ class MeshClient:
             with self._lock:
                 self._conflicts = (self._conflicts + list(conflicts))[-50:]
 
-    def _publish_outbox(self, journal: Journal, cache: Cache | None) -> None:
+    def _outbox(self, journal: Journal) -> list[dict[str, Any]]:
+        """Journaled decisions to publish: not acknowledged, not in flight in this state."""
         room = MAX_INFLIGHT_ROWS - len(self._pending)
         if room <= 0:
-            return
-        rows = [r for r in journal.mesh_outbox(limit=room + len(self._pending))
+            return []
+        return [r for r in journal.mesh_outbox(limit=room + len(self._pending))
                 if self._pending.get(r["id"], (None,))[0] != r["state"]][:room]
-        if not rows:
-            return
-        events = [self._own_event(r, cache) for r in rows]
-        self._note_conflicts(journal.mesh_merge(events).conflicts)
-        topic = meshwire.usage_topic(self.mesh.venue, self.gate_id)
-        for row, ev in zip(rows, events, strict=True):
-            info = self.client.publish(topic, meshwire.encode_event(self.mesh.venue, ev), qos=1)
-            if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                self._pending[row["id"]] = (row["state"], info)  # paho sends it when it can
 
     def _own_event(self, row: dict[str, Any], cache: Cache | None) -> VenueEvent:
         ticket = cache.lookup(row["barcode"]) if cache is not None else None
@@ -341,21 +368,12 @@ class MeshClient:
                           passed, row["source"], ticket.entries if ticket else "",
                           self.cfg.gate.zone)
 
-    def _collect_acks(self, journal: Journal) -> None:
-        with self._lock:
-            mids, self._acked_mids = self._acked_mids, set()
-        acked = [(sid, state) for sid, (state, info) in self._pending.items()
-                 if info.mid in mids]
-        if acked:
-            journal.mesh_acknowledged(acked)
-            for sid, state in acked:
-                if self._pending.get(sid, (None,))[0] == state:
-                    del self._pending[sid]
-
-    def _heartbeat(self, journal: Journal, cache: Cache | None) -> None:
+    def _heartbeat(self, cache: Cache | None) -> None:
         body: dict[str, Any] = {"gate": self.gate_id, "online": True, "at": time.time()}
         if self.figures is not None:
-            body.update(self.figures(cache, journal))
+            if self._reader is None:  # figures read through a connection of their own
+                self._reader = Journal(self.cfg.paths.journal_db, readonly=True)
+            body.update(self.figures(cache, self._reader))
         body["gate"] = self.gate_id
         self.client.publish(meshwire.fleet_topic(self.mesh.venue, self.gate_id),
                             json.dumps(body, default=str), qos=1, retain=True)
