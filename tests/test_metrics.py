@@ -7,9 +7,11 @@ way Prometheus does, after scans and a failed sync.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -28,8 +30,9 @@ from turnstiled.config import parse_listen
 from turnstiled.control import request
 from turnstiled.errors import ConfigError, ControlError
 from turnstiled.figures import version
+from turnstiled.journal import Scan
 from turnstiled.metrics import Metrics
-from turnstiled.rules import Ticket
+from turnstiled.rules import Decision, Ticket
 from turnstiled.sim import start_emulator
 
 
@@ -314,6 +317,30 @@ def test_a_busy_port_does_not_stop_the_gate(start_gate):
         assert "cannot listen on 127.0.0.1:" in st["error"]
     finally:
         taken.close()
+
+
+def test_a_scan_the_journal_could_not_record_is_counted(start_gate, tmp_path):
+    g = start_gate([Ticket("local", "FIRST-1"), Ticket("local", "SECOND-2")],
+                   metrics={"textfile_dir": str(tmp_path)})
+    g.scan(b"FIRST-1")
+    assert g.next().scan_id == 1
+    # The card fills up (as in test_end_to_end): SQLITE_FULL for the next scan.
+    j = g.daemon.journal
+    pages = j.conn.execute("PRAGMA page_count").fetchone()[0]
+    j.conn.execute(f"PRAGMA max_page_count = {pages + 20}")
+    for size in (2000, 500, 120, 40, 10, 1):
+        with contextlib.suppress(sqlite3.OperationalError):
+            while True:
+                j.record(Scan(1.0, "g", "fill", "in", "F" * size, Decision(False, "unknown")))
+    g.scan(b"SECOND-2")
+    assert g.next().scan_id == 0
+    m = samples(generate_latest(g.daemon.metrics.registry).decode())
+    assert value(m, "turnstiled_journal_write_failures_total") == 1.0
+    # policy deny: the rules granted it, the gate did not
+    assert value(m, "turnstiled_scans_total", result="denied", reason="granted",
+                 scanner="entry", direction="in") == 1.0
+    assert value(m, "turnstiled_alarm", alarm="journal") == 1.0
+    assert value(m, "turnstiled_scan_to_relay_seconds_count") == 2.0
 
 
 @pytest.mark.parametrize("listen", ["9847", ":9847", "localhost", "127.0.0.1:99999",
