@@ -186,10 +186,13 @@ class Cache:
         (status, the heartbeat and every metrics scrape ask).
         """
         rows = list(self.db.query("SELECT * FROM sources ORDER BY source"))
-        key = (self.path.stat().st_ino,
-               tuple((r["source"], r["last_attempt"], r["last_sync"]) for r in rows))
+        try:
+            inode: int | None = self.path.stat().st_ino
+        except OSError:  # ":memory:"
+            inode = None
+        key = (inode, tuple((r["source"], r["last_attempt"], r["last_sync"]) for r in rows))
         memo = _COUNTS.get(self.path)
-        if memo is not None and memo[0] == key:
+        if inode is not None and memo is not None and memo[0] == key:
             counts = dict(memo[1])
         else:
             counts = dict(self.conn.execute(
