@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -10,11 +11,15 @@ import sys
 import time
 
 import pytest
+from gpiozero import OutputDevice
 
 from tests.conftest import make_config, wait_until
 from turnstiled import cli, clock, rules
 from turnstiled.backends.base import TransientError
-from turnstiled.daemon import Daemon
+from turnstiled.cache import Cache
+from turnstiled.daemon import Daemon, run
+from turnstiled.journal import Journal
+from turnstiled.pipeline import ScanPipeline
 from turnstiled.retry import Retry
 from turnstiled.rules import RuleSettings, Ticket, Usage
 from turnstiled.service import Rounds, status_line
@@ -138,3 +143,32 @@ def test_status_line_reaches_systemd(tmp_path):
         proc.terminate()
         proc.wait(10)
         sock.close()
+
+
+def test_debounce_ignores_a_jump_of_years(tmp_path):
+    cfg = make_config(tmp_path)
+    cache = Cache(tmp_path / "cache.db")
+    journal = Journal(tmp_path / "journal.db")
+    wall = [NOW]
+    pipe = ScanPipeline(cfg, cache, journal, None, clock=lambda: wall[0])
+    try:
+        assert pipe.handle(b"CODE-1", "s", "in", 100.0) is not None
+        wall[0] += 5 * 365 * 86400  # NTP sets the clock of a Pi that booted in the past
+        assert pipe.handle(b"CODE-1", "s", "in", 100.5) is None  # still a repeat
+        wall[0] -= 10 * 365 * 86400
+        assert pipe.handle(b"CODE-1", "s", "in", 101.0) is None
+        assert pipe.handle(b"CODE-1", "s", "in", 100.0 + cfg.gate.debounce_s + 0.1) is not None
+    finally:
+        cache.close()
+        journal.close()
+
+
+def test_a_gpio_error_at_start_is_one_line(tmp_path, pins, caplog):
+    busy = OutputDevice(17, pin_factory=pins)  # someone else holds the relay's pin
+    try:
+        assert run(make_config(tmp_path), pins) == 1
+    finally:
+        busy.close()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None
+    assert errors[0].getMessage().startswith("cannot start: GPIOPinInUse")

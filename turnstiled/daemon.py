@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gpiozero.exc import GPIOZeroError
 from gpiozero.pins import Factory
 
 from turnstiled import config as config_mod
@@ -91,6 +92,7 @@ class Daemon:
                  on_outcome: Callable[[Outcome], None] | None = None) -> None:
         self.cfg = cfg
         self.started = time.time()
+        self._started_mono = time.monotonic()  # uptime survives steps of the wall clock
         self.heartbeats = sdnotify.Heartbeats()
         self.queue = Intake(cfg.gate.max_frame_age_s)
         self.recent: deque[Outcome] = deque(maxlen=20)
@@ -251,6 +253,9 @@ class Daemon:
         except Exception as exc:  # the next scan's transaction tries again
             logger.warning("cannot journal the gate's outcomes yet: %s", exc)
 
+    def uptime_s(self) -> float:
+        return time.monotonic() - self._started_mono
+
     def journal_event(self, kind: str, detail: str) -> None:
         """Have the decision worker journal a gate event (the one writer)."""
         self.queue.put_event(_Event(kind, detail, time.time()))
@@ -316,7 +321,7 @@ class Daemon:
         return {
             "gate_id": self.cfg.gate.id,
             "version": version(),
-            "uptime_s": round(time.time() - self.started, 1),
+            "uptime_s": round(self.uptime_s(), 1),
             "gate": self.gate.state(),
             "scanners": [{"name": s.name, "connected": s.connected,
                           "last_error": s.last_error} for s in self.scanners],
@@ -335,7 +340,9 @@ class Daemon:
     def figures(self, cache: Cache | None, journal: Journal | None) -> dict[str, Any]:
         """This gate's figures (heartbeat, status, metrics), read through the caller's
         own database connections."""
-        return gate_figures(self.cfg.gate.id, cache, journal, started=self.started,
+        # The wall time that lies the (monotonic) uptime ago, after any clock step.
+        started = time.time() - self.uptime_s()
+        return gate_figures(self.cfg.gate.id, cache, journal, started=started,
                             scanners=self.scanners, last_scan_at=self.last_scan_at)
 
     def _cloud_report(self) -> dict[str, Any]:
@@ -427,9 +434,15 @@ def run(cfg: Config, pin_factory: Factory | None = None) -> int:
             stop.set()
         wake.set()
 
+    try:
+        daemon = Daemon(cfg, pin_factory)
+    except (GPIOZeroError, OSError) as exc:
+        # GPIO busy or not there yet (boot), a device's permissions: one line,
+        # and systemd tries again (exit 1; the configuration itself is fine).
+        logger.error("cannot start: %s: %s", type(exc).__name__, exc)
+        return 1
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
-    daemon = Daemon(cfg, pin_factory)
     try:
         daemon.start()
         sdnotify.notify(f"READY=1\nSTATUS=gate {cfg.gate.id} ready")
