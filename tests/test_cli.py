@@ -76,7 +76,7 @@ def test_status_without_daemon(conf, capsys, tmp_path):
     run(capsys, "--config", str(conf), "import", str(tmp_path / "list.csv"))
     code, out, _ = run(capsys, "--config", str(conf), "status", "--json")
     data = json.loads(out)
-    assert code == 0 and data["daemon"]["running"] is False
+    assert code == 3 and data["daemon"]["running"] is False  # exit 3: not running
     assert data["sources"][0]["source"] == "local" and data["sources"][0]["tickets"] == 2
     code, out, _ = run(capsys, "--config", str(conf), "status")
     assert "not running" in out and "local" in out

@@ -1,19 +1,21 @@
 """``turnstilectl``: the technician's command line.
 
-Every command honours ``--config`` (or ``$TURNSTILED_CONFIG``) and
-``--json``. Reading commands open the databases read-only; ``open``,
-``hold`` and ``release`` ask the running daemon over its control socket.
+Every command honours ``--config`` (or ``$TURNSTILED_CONFIG``), ``--json``
+(errors too are JSON then) and ``--version``. Reading commands open the
+databases read-only; the technician commands (``cli_tech``) ask the
+running daemon over its control socket.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
-from turnstiled import cli_mesh, clock, figures, importer
+from turnstiled import cli_mesh, cli_tech, clock, figures, importer
 from turnstiled import config as config_mod
 from turnstiled.backends import make_backends
 from turnstiled.cache import Cache
@@ -65,6 +67,16 @@ def _open_readonly(cfg: Config) -> tuple[Cache | None, Journal | None]:
     return cache, journal
 
 
+def _argv_bytes(text: str) -> bytes:
+    """An argument's bytes as typed (bytes that are not UTF-8 included).
+
+    Python keeps such bytes as surrogates in ``sys.argv``; the barcode is
+    then read the way the gate reads a scanner's bytes (the normaliser
+    falls back to Latin-1), never a traceback.
+    """
+    return os.fsencode(text)
+
+
 def cmd_lookup(cfg: Config, args: argparse.Namespace) -> int:
     cache, journal = _open_readonly(cfg)
     if cache is None:
@@ -74,7 +86,7 @@ def cmd_lookup(cfg: Config, args: argparse.Namespace) -> int:
     online = OnlineChecker(backends)
     try:
         ev = ScanPipeline(cfg, cache, journal, online=online).evaluate(
-            args.barcode.encode(), args.direction)
+            _argv_bytes(args.barcode), args.direction)
         alarms = online.alarms()
     finally:
         online.close()
@@ -174,8 +186,13 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     lines = [f"gate {cfg.gate.id}  ({cfg.path})"]
     if daemon:
         g = daemon["gate"]
-        lines.append(f"daemon   running {daemon['uptime_s']}s  relay={g['relay']}"
+        lines.append(f"daemon   running {daemon['uptime_s']}s  "
+                     f"relay={cli_tech.relay_text(g)}"
                      f"{'  FIRE ALARM' if g['fire_alarm'] else ''}")
+        dropped = daemon.get("frames_dropped") or {}
+        if any(dropped.values()):
+            lines.append("frames   dropped: " + ", ".join(f"{n} {why}"
+                                                         for why, n in dropped.items()))
         for s in daemon["scanners"]:
             state = "connected" if s["connected"] else f"DISCONNECTED ({s['last_error']})"
             lines.append(f"scanner  {s['name']}: {state}")
@@ -210,8 +227,27 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     for db in (cache, journal):
         if db is not None:
             db.close()
-    _emit(args, data, "\n".join(lines))
-    return 0
+    _emit(args, iso_times(data), "\n".join(lines))
+    return 0 if daemon else EXIT_NOT_RUNNING
+
+
+# status's exit code while the daemon cannot be reached (LSB: "not running").
+EXIT_NOT_RUNNING = 3
+# Keys of Unix times that --json shows as ISO 8601 (besides every ``*_at``).
+_TIME_KEYS = {"last_sync", "last_full_sync", "last_attempt", "last_full", "offline_since",
+              "first_used", "started", "since"}
+
+
+def iso_times(obj: Any, key: str = "") -> Any:
+    """*obj* with every Unix time in it as ISO 8601 UTC, as README promises."""
+    if isinstance(obj, dict):
+        return {k: iso_times(v, k) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [iso_times(v, key) for v in obj]
+    is_time = key.endswith("_at") or key in _TIME_KEYS
+    if is_time and isinstance(obj, int | float) and not isinstance(obj, bool):
+        return iso(obj)
+    return obj
 
 
 def online_health(cfg: Config, daemon: dict[str, Any] | None) -> dict[str, Any]:
@@ -262,13 +298,24 @@ def cmd_doctor(cfg: Config, args: argparse.Namespace) -> int:
     return 1 if any(c.level == "FAIL" for c in checks) else 0
 
 
-def _control(cmd: str) -> Any:
-    def run(cfg: Config, args: argparse.Namespace) -> int:
-        reply = request(cfg.paths.control_socket, cmd, by="turnstilectl")
-        reply.pop("ok", None)
-        _emit(args, reply, f"{cmd}: relay {reply['gate']['relay']}")
-        return 0
-    return run
+class UsageError(Exception):
+    """A command line turnstilectl cannot parse (shown as JSON with ``--json``)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,9 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{config_mod.DEFAULT_PATH})")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="machine-readable output")
-    p = argparse.ArgumentParser(prog="turnstilectl", parents=[common],
-                                description="technician's tool for a turnstiled gate")
-    sub = p.add_subparsers(dest="command", required=True)
+    common.add_argument("--version", action="version",
+                        version=f"turnstilectl {figures.version()}")
+    p = _Parser(prog="turnstilectl", parents=[common],
+                description="technician's tool for a turnstiled gate")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     s = sub.add_parser("import", parents=[common], help="load a CSV or JSON guest list")
     s.add_argument("file")
     s.add_argument("--replace", action="store_true",
@@ -293,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--direction", choices=("in", "out"), default="in")
     s.set_defaults(fn=cmd_lookup)
     s = sub.add_parser("scans", parents=[common], help="the newest journaled scans")
-    s.add_argument("--limit", type=int, default=20)
+    s.add_argument("--limit", type=positive_int, default=20)
     s.add_argument("--barcode")
     s.set_defaults(fn=cmd_scans)
     s = sub.add_parser("status", parents=[common], help="daemon, sources and journal at a glance")
@@ -310,23 +359,32 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("doctor", parents=[common],
                        help="check config, disk, databases, scanners and the daemon")
     s.set_defaults(fn=cmd_doctor)
-    for name, helptext in (("open", "pulse the relay once (journaled)"),
-                           ("hold", "hold the arm free until 'release'"),
-                           ("release", "end a hold")):
-        s = sub.add_parser(name, parents=[common], help=helptext)
-        s.set_defaults(fn=_control(name))
+    cli_tech.add_parsers(sub, common, positive_int)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        return _fail("--json" in argv, str(exc), usage=parser.format_usage())
     args.json = getattr(args, "json", False)
     try:
         cfg = config_mod.load(getattr(args, "config", None))
         return int(args.fn(cfg, args))
     except (ConfigError, ImportFileError, ControlError) as exc:
-        print(f"turnstilectl: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args.json, f"turnstilectl: {exc}")
+
+
+def _fail(as_json: bool, message: str, usage: str = "") -> int:
+    """One error line on stderr, or one JSON object on stdout with ``--json``; exit 2."""
+    if as_json:
+        print(json.dumps({"ok": False, "error": message}))
+    else:
+        print(f"{usage}{message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -350,8 +350,16 @@ class Journal(PeerUsageMixin):
         return list(self.db.query(
             f"SELECT * FROM scans WHERE {where} ORDER BY id DESC LIMIT ?", (*args, limit)))
 
-    def events(self, limit: int = 20) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,)))
+    def events(self, limit: int = 20,
+               kinds: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """The newest gate events first (optionally only of *kinds*)."""
+        if kinds is None:
+            return list(self.db.query("SELECT * FROM events ORDER BY id DESC LIMIT ?",
+                                      (limit,)))
+        marks = ", ".join("?" * len(kinds))
+        return list(self.db.query(
+            f"SELECT * FROM events WHERE kind IN ({marks}) ORDER BY id DESC LIMIT ?",
+            (*kinds, limit)))
 
     def last_scan_at(self) -> float | None:
         """When the newest journaled scan was decided (None: no scan yet)."""

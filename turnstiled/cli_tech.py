@@ -1,0 +1,106 @@
+"""``turnstilectl`` technician commands: open, hold, release, emergency, test, events.
+
+The commands that move the gate ask the running daemon, which journals
+each one (under the login name of the caller's uid) before the relay
+moves. ``events`` reads the journal's technician and alarm events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from turnstiled.config import Config
+from turnstiled.control import request
+from turnstiled.journal import Journal
+from turnstiled.timeutil import iso
+
+# Events a technician looks for; start/stop are shown with --all.
+TECHNICIAN_EVENTS = ("manual_open", "hold_open", "release", "emergency", "test",
+                     "fire_alarm", "settled", "clock_step")
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if args.json else text)
+
+
+def relay_text(gate: dict[str, Any]) -> str:
+    """The relay as a technician reads it: a hold says it is a hold, and why."""
+    holds = gate.get("holds") or []
+    if holds:
+        return f"held free ({', '.join(holds)})"
+    return str(gate.get("relay"))
+
+
+def control(cmd: str) -> Any:
+    def run(cfg: Config, args: argparse.Namespace) -> int:
+        reply = request(cfg.paths.control_socket, cmd)
+        reply.pop("ok", None)
+        _emit(args, reply, f"{cmd}: relay {relay_text(reply['gate'])}")
+        return 0
+    return run
+
+
+def cmd_emergency(cfg: Config, args: argparse.Namespace) -> int:
+    reply = request(cfg.paths.control_socket, "emergency", state=args.state)
+    reply.pop("ok", None)
+    _emit(args, reply, f"emergency {args.state}: relay {relay_text(reply['gate'])}")
+    return 0
+
+
+def cmd_test(cfg: Config, args: argparse.Namespace) -> int:
+    reply = request(cfg.paths.control_socket, "test", timeout=15.0)
+    reply.pop("ok", None)
+    lines = [f"cycled   {', '.join(reply['steps'])}; relay {relay_text(reply['gate'])}"]
+    for s in reply["scanners"]:
+        state = "connected" if s["connected"] else "DISCONNECTED"
+        lines.append(f"scanner  {s['name']}: {state}, last frame {s['last_frame_at'] or 'never'}")
+    if not reply["scanners"]:
+        lines.append("scanner  none configured")
+    _emit(args, reply, "\n".join(lines))
+    return 0
+
+
+def event_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "at": iso(row["at"]), "kind": row["kind"], "detail": row["detail"]}
+
+
+def cmd_events(cfg: Config, args: argparse.Namespace) -> int:
+    try:
+        journal = Journal(cfg.paths.journal_db, readonly=True)
+    except OSError:
+        rows: list[dict[str, Any]] = []
+    else:
+        try:
+            kinds = None if args.all else TECHNICIAN_EVENTS
+            rows = journal.events(args.limit, kinds=kinds)
+        finally:
+            journal.close()
+    data = [event_json(r) for r in rows]
+    lines = [f"{'ID':>6}  {'TIME (UTC)':<24} {'EVENT':<12} DETAIL"]
+    lines += [f"{e['id']:>6}  {e['at']:<24} {e['kind']:<12} {e['detail']}" for e in data]
+    _emit(args, data, "\n".join(lines) if data else "no events journaled")
+    return 0
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser,
+                positive: Any) -> None:
+    """The technician commands, on *sub* (the subcommand parsers of turnstilectl)."""
+    for name, helptext in (("open", "pulse the relay once (journaled)"),
+                           ("hold", "hold the arm free until 'release' (journaled)"),
+                           ("release", "end a hold (journaled)")):
+        s = sub.add_parser(name, parents=[common], help=helptext)
+        s.set_defaults(fn=control(name))
+    s = sub.add_parser("emergency", parents=[common],
+                       help="hold the arm free like the fire input, until 'emergency off'")
+    s.add_argument("state", choices=("on", "off"))
+    s.set_defaults(fn=cmd_emergency)
+    s = sub.add_parser("test", parents=[common],
+                       help="cycle green, red, buzzer and relay; show each scanner's last frame")
+    s.set_defaults(fn=cmd_test)
+    s = sub.add_parser("events", parents=[common],
+                       help="journaled technician and alarm events, newest first")
+    s.add_argument("--limit", type=positive, default=20)
+    s.add_argument("--all", action="store_true", help="also start and stop")
+    s.set_defaults(fn=cmd_events)
