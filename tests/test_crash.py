@@ -67,6 +67,9 @@ def test_sigkill_storm_loses_nothing_and_duplicates_nothing(tmp_path):
 [gate]
 id = "crash-gate"
 debounce_s = 0.0
+# Frames wait behind a flood here by design; dropping stale ones is tested
+# in test_load.py, not what this test counts.
+max_frame_age_s = 3600.0
 [paths]
 data_dir = "{tmp_path}/data"
 control_socket = "{tmp_path}/ctl.sock"
