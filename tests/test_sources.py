@@ -90,8 +90,10 @@ def test_a_removed_source_stops_admitting_and_its_scans_wait_as_orphans(tmp_path
         status = json.loads(capsys.readouterr().out)
         assert status["backlog"]["vivenu"]["orphaned"] is True
         assert status["backlog"]["vivenu"]["pending"] == 1
+        assert {s["source"]: s["admitting"] for s in status["sources"]} == {"vivenu": False}
         cli.main(["--config", str(conf), "status"])
-        assert "ORPHANED" in capsys.readouterr().out
+        text = capsys.readouterr().out
+        assert "ORPHANED" in text and "NOT CONFIGURED" in text
         # The source comes back: the scan is uploaded.
         drainer = Drainer(cfg.paths.journal_db, [backend])
         deadline = time.monotonic() + 30

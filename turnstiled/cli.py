@@ -170,7 +170,8 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     data = {
         "gate_id": cfg.gate.id, "config": cfg.path,
         "daemon": daemon or {"running": False, "error": daemon_error},
-        "sources": sources,
+        "sources": [{**s, "admitting": s["source"] in (*cfg.sources, importer.SOURCE)}
+                    for s in sources],
         "journal": counts,
         "backlog": {src: {"pending": b["pending"], "oldest_at": iso(b["oldest_at"]),
                           "oldest_age_s": b["oldest_age_s"],
@@ -210,8 +211,10 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         lines.append(f"daemon   not running ({daemon_error})")
     for s in sources:
         err = f"  ERROR {s['last_error']}" if s.get("last_error") else ""
+        gone = "" if s["source"] in (*cfg.sources, importer.SOURCE) else \
+            "  NOT CONFIGURED: its tickets do not admit"
         lines.append(f"source   {s['source']:<14} {s['tickets']:>9} tickets  "
-                     f"synced {age(s.get('last_sync'), now)}{err}")
+                     f"synced {age(s.get('last_sync'), now)}{err}{gone}")
     for name, h in data["online"].items():
         lines.append(f"source   {name:<14} {online_line(h, now)}")
     if not sources and not data["online"]:
