@@ -228,24 +228,29 @@ class Daemon:
     def _work(self) -> None:
         """The decision loop: it never dies on an error, and leaves the arm safe."""
         while True:
-            item = self.queue.get(timeout=IDLE_FLUSH_S)
-            if item is None:
-                self.heartbeats.beat("decide")
-                self._flush_outcomes()
-                continue
-            self.heartbeats.beat("decide")
-            if item is _STOP:
-                self._flush_outcomes()
-                return
-            if self.stopping.is_set() and not isinstance(item, _Event):
-                continue  # frames still queued at a stop are not decided
             try:
-                self._work_one(item)
+                if self._work_next():
+                    return
             except Exception:
                 # Whatever failed (journal, gate, a thread that could not start),
                 # the arm goes back to idle and the loop goes on.
                 logger.exception("decision worker: item could not be processed; gate idle")
                 self.gate.fail_safe()
+
+    def _work_next(self) -> bool:
+        """Take and process one item; True when told to stop."""
+        item = self.queue.get(timeout=IDLE_FLUSH_S)
+        self.heartbeats.beat("decide")
+        if item is None:
+            self._flush_outcomes()
+            return False
+        if item is _STOP:
+            self._flush_outcomes()
+            return True
+        if self.stopping.is_set() and not isinstance(item, _Event):
+            return False  # frames still queued at a stop are not decided
+        self._work_one(item)
+        return False
 
     def _flush_outcomes(self) -> None:
         try:
