@@ -90,3 +90,27 @@ def test_replace_source_is_atomic(tmp_path):
     assert reader.lookup("GUEST-0003") is not None  # rolled back: old list intact
     cache.replace_source("local", importer.read_file(path)[:1])
     assert reader.lookup("GUEST-0003") is None
+
+
+def test_semicolon_csv_from_a_european_spreadsheet(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffbarcode;name;zone;entries\r\nA-1;Zoë;GA;reentry\r\n"
+                     "A-2;Jo;\"GA;VIP\";3\r\n".encode())
+    tickets = importer.read_file(path)
+    assert [(t.barcode, t.name, t.zones, t.entries) for t in tickets] == [
+        ("A-1", "Zoë", ("GA",), "reentry"), ("A-2", "Jo", ("GA", "VIP"), "3")]
+
+
+def test_tab_separated(tmp_path):
+    path = tmp_path / "list.tsv"
+    path.write_text("barcode\tname\nT-1\tAl\n")
+    assert [(t.barcode, t.name) for t in importer.read_file(path)] == [("T-1", "Al")]
+
+
+@pytest.mark.parametrize("value", [123, 1.5, None, True, ["A"]])
+def test_json_barcode_must_be_a_string(tmp_path, value):
+    path = tmp_path / "list.json"
+    path.write_text(json.dumps([{"barcode": "OK-1"}, {"barcode": value}]))
+    with pytest.raises(ImportFileError) as info:
+        importer.read_file(path)
+    assert info.value.line == 1 and "barcode" in str(info.value)

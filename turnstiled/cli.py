@@ -39,6 +39,9 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 # -- commands --------------------------------------------------------------
 def cmd_import(cfg: Config, args: argparse.Namespace) -> int:
     tickets = importer.read_file(args.file, cfg.gate.max_barcode_length)
+    if args.replace and not tickets and not args.allow_empty:
+        raise ImportFileError(args.file, None, "no tickets: --replace would empty the local "
+                              "list (add --allow-empty if that is what you want)")
     cache = Cache(cfg.paths.cache_db)
     try:
         if args.replace:
@@ -338,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file")
     s.add_argument("--replace", action="store_true",
                    help="replace the whole local list instead of adding to it")
+    s.add_argument("--allow-empty", action="store_true",
+                   help="let --replace with a file of no tickets empty the local list")
     s.set_defaults(fn=cmd_import)
     s = sub.add_parser("lookup", parents=[common],
                        help="what the gate would decide for BARCODE now (nothing is journaled)")

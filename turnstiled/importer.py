@@ -4,12 +4,15 @@ For staff passes, guest lists and venues with no ticketing API. The whole
 file is checked first; a bad row is reported with its line number and
 nothing of that file is imported.
 
-CSV: a header row; columns ``barcode`` (required), ``name``, ``event``,
+CSV: a header row, fields separated by ``,`` or (as European spreadsheets
+save it) ``;`` or a tab, told apart by the header; columns ``barcode``
+(required), ``name``, ``event``,
 ``zone`` (several zones separated by ``;`` or ``|``), ``valid_from``,
 ``valid_until`` (ISO 8601 with an offset), ``status`` (``valid`` |
 ``invalid``; default valid), ``entries`` (``single`` | ``reentry`` |
 ``unlimited`` | a number; default single). JSON: a list of objects with
-the same keys.
+the same keys; a barcode must be a JSON string (a number would lose its
+leading zeros or digits).
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ def row_to_ticket(row: dict[str, Any], max_length: int = 128) -> Ticket:
             raise ValueError(f"{key}: expected text, got {type(value).__name__}")
         return str(value).strip()
 
+    if "barcode" in row and not isinstance(row["barcode"], str):
+        raise ValueError(f"barcode: must be text in quotes, got {type(row['barcode']).__name__} "
+                         f"{row['barcode']!r} (a number loses leading zeros and long digits)")
     barcode = text("barcode")
     if not barcode:
         raise ValueError("barcode: required")
@@ -114,8 +120,14 @@ def read_file(path: str | Path, max_length: int = 128) -> list[Ticket]:
     return tickets
 
 
+def delimiter(text: str) -> str:
+    """The field separator the header row uses: ``,``, ``;`` or a tab."""
+    header = text.split("\n", 1)[0]
+    return max((",", ";", "\t"), key=header.count)
+
+
 def _csv_records(path: Path, text: str) -> Iterable[tuple[int, dict[str, Any]]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter(text))
     try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:
