@@ -53,8 +53,10 @@ def provision(root: Path, *args: str, stdin: str = SECRET + "\n", trace: Path | 
         cmd += ["--wheelhouse", str(wheelhouse)]
     if trace is not None:  # every program started, with its whole argument list
         cmd = ["strace", "-f", "-qq", "-s", "4096", "-e", "trace=execve", "-o", str(trace), *cmd]
+    tmp = root.parent / "tmp"  # provision's own temp dir goes here (TMPDIR)
+    tmp.mkdir(exist_ok=True)
     return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=900,
-                          check=False)
+                          check=False, env={**os.environ, "TMPDIR": str(tmp)})
 
 
 def members(root: Path, group: str) -> list[str]:
@@ -129,7 +131,7 @@ def test_provision_root_twice(tmp_path, wheelhouse):
                and SECRET.encode() in p.read_bytes()]
     assert holders == [conf]
     assert not any(p.stat().st_mode & stat.S_IROTH for p in holders)
-    assert not list(Path("/tmp").glob("turnstiled-provision.*"))  # its temp dir is gone
+    assert not list((tmp_path / "tmp").iterdir())  # its temp dir is gone
 
     # a second run with the same inputs changes nothing and says so
     before = snapshot(root)
