@@ -108,7 +108,7 @@ def test_provision_root_twice(tmp_path, wheelhouse):
     assert cfg["sources"]["vivenu"]["token"] == SECRET
     check = subprocess.run([str(root / "opt/turnstiled/bin/python"), "-m", "turnstiled.daemon",
                             "--check", "--config", str(conf)], capture_output=True, text=True,
-                           check=False)
+                           check=False, env={**os.environ, "GPIOZERO_PIN_FACTORY": "mock"})
     assert check.returncode == 0, check.stderr
 
     # unit, udev rules, enablement and the command on PATH, as shipped
