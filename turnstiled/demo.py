@@ -1,14 +1,19 @@
 """``turnstiled-demo``: the gate on this machine with no hardware and no cloud.
 
-Mock GPIO pins (gpiozero ``MockFactory``), a simulated serial scanner (a
-pseudo-terminal whose path is printed: anything written to it is read by
-the real serial reader), the built-in vivenu emulator as the ticket cloud
-(synced, and receiving the gate's scans), a local staff list beside it,
-and a live view of the relay, lights, buzzer and the last decisions.
-Barcodes typed at the prompt are written into the pty, so they take
-exactly the path a scanner's would.
+Mock GPIO pins (gpiozero ``MockFactory``), two simulated serial scanners
+(an entry and an exit, each a pseudo-terminal read by the real serial
+reader), the built-in vivenu emulator as the ticket cloud (synced, and
+receiving the gate's scans), a local list beside it, and a live view of
+the relay, lights, buzzer and the last decisions.
+
+A code typed at the prompt goes to the entry scanner, ``out CODE`` to the
+exit. From another terminal, write a line to the named pipe ``in`` or
+``out`` in the demo's directory (``echo DEMO-0001 > DIR/in``), and run
+``DIR/turnstilectl status`` (the venv's turnstilectl with the demo's
+config). Either way the code takes exactly the path a scanner's would.
 With stdin not a terminal, each input line is scanned and each decision
-printed as a line (handy in scripts).
+printed as a line (handy in scripts). The temporary directory is removed
+when the demo ends.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ import argparse
 import contextlib
 import csv
 import os
+import select
+import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -31,16 +39,15 @@ from turnstiled import config as config_mod
 from turnstiled import importer
 from turnstiled.cache import Cache
 from turnstiled.daemon import Daemon
-from turnstiled.pipeline import Outcome
+from turnstiled.demoview import View
 from turnstiled.sim import start_emulator
 from turnstiled.sim.vivenu import VivenuEmulator
 
-PANEL_LINES = 28
-DEMO_CONFIG = """# Written by turnstiled-demo; try: turnstilectl --config THIS_FILE status
+DEMO_CONFIG = """# Written by turnstiled-demo; try: {data_dir}/turnstilectl status
 [gate]
 id = "demo-gate"
 zones = ["GA"]
-debounce_s = 1.0
+debounce_s = {debounce}
 
 [paths]
 data_dir = "{data_dir}"
@@ -55,10 +62,22 @@ base_url = "{vivenu_url}"
 sync_interval_s = 5.0
 
 [[scanner]]
-name = "demo-serial"
+name = "entry"
 type = "serial"
-url = "{pty}"
+direction = "in"
+url = "{pty_in}"
 terminator = "CR"
+
+[[scanner]]
+name = "exit"
+type = "serial"
+direction = "out"
+url = "{pty_out}"
+terminator = "CR"
+"""
+CTL_WRAPPER = """#!/bin/sh
+# turnstilectl for the running turnstiled demo (removed when the demo ends)
+exec {python} -m turnstiled.cli --config {config} "$@"
 """
 
 
@@ -68,7 +87,7 @@ def demo_tickets(path: Path) -> list[tuple[str, str]]:
     iso = lambda d: (now + d).isoformat(timespec="seconds")  # noqa: E731
     rows = [
         ("DEMO-0001", "valid, single entry", "GA", "", "", "valid", "single"),
-        ("DEMO-0002", "valid, re-entry after exit", "GA", "", "", "valid", "reentry"),
+        ("DEMO-0002", "re-entry after an exit", "GA", "", "", "valid", "reentry"),
         ("DEMO-0003", "staff, unlimited", "GA;VIP", "", "", "valid", "unlimited"),
         ("DEMO-0004", "cancelled (invalid)", "GA", "", "", "invalid", "single"),
         ("DEMO-0005", "wrong zone (backstage)", "BACKSTAGE", "", "", "valid", "single"),
@@ -90,9 +109,9 @@ def vivenu_legend(emu: VivenuEmulator) -> list[tuple[str, str]]:
     docs = list(emu.tickets.values())
     pick = [("valid, zone GA", lambda d: d["status"] == "VALID" and d["entry"] == ["GA"]),
             ("valid, GA + VIP", lambda d: d["status"] == "VALID" and "VIP" in d["entry"]),
-            ("crew only: wrong zone",
+            ("crew: wrong zone",
              lambda d: d["status"] == "VALID" and d["entry"] == ["BACKSTAGE"]),
-            ("vivenu INVALID", lambda d: d["status"] == "INVALID")]
+            ("INVALID", lambda d: d["status"] == "INVALID")]
     out = []
     for what, test in pick:
         doc = next((d for d in docs if test(d)), None)
@@ -119,164 +138,168 @@ def wait_synced(cfg: config_mod.Config, source: str, timeout: float = 30.0) -> b
     return False
 
 
-class View:
-    """Renders the gate's state: a live panel on a terminal, lines otherwise."""
+class Feeder:
+    """A named pipe a person can write to from any terminal; what arrives goes
+    into a scanner's pty, each line ending as the scanner's CR."""
 
-    def __init__(self, daemon: Daemon, pty_path: str, legend: list[tuple[str, str]],
-                 live: bool) -> None:
-        self.daemon = daemon
-        self.pty_path = pty_path
-        self.cfg_path = daemon.cfg.path
-        self.legend = legend
-        self.live = live
-        self.emulator: VivenuEmulator | None = None
-        self.lock = threading.Condition()
-        self.stop = threading.Event()
-        self.decided = 0
-
-    def wait_decided(self, count: int, timeout: float) -> int:
-        """Wait until *count* decisions were made (a debounced repeat makes none)."""
-        with self.lock:
-            self.lock.wait_for(lambda: self.decided >= count, timeout)
-            return self.decided
-
-    def outcome(self, o: Outcome) -> None:
-        with self.lock:
-            self.decided += 1
-            self.lock.notify_all()
-        if not self.live:
-            d = o.evaluation.decision
-            print(f"{'GRANT' if d.granted else 'DENY '} {o.evaluation.barcode}  "
-                  f"{d.reason}: {d.detail}", flush=True)
-
-    def synced(self) -> str:
-        try:
-            cache = Cache(self.daemon.cfg.paths.cache_db, readonly=True)
-        except (FileNotFoundError, OSError):
-            return "not synced yet"
-        try:
-            row = next((r for r in cache.sources() if r["source"] == "vivenu"), None)
-        finally:
-            cache.close()
-        if row is None or not row.get("last_sync"):
-            return "not synced yet"
-        err = f", ERROR {row['last_error'][:40]}" if row.get("last_error") else ""
-        return f"{row['tickets']} tickets, synced {int(time.time() - row['last_sync'])}s ago{err}"
-
-    def panel(self) -> list[str]:
-        g = self.daemon.gate.state()
-        lamp = lambda on, name: f"[{name.upper()}]" if on else f" {name} "  # noqa: E731
-        half = (len(self.legend) + 1) // 2
-        legend = [f"  {b:<12} {d:<31} " + (f"{b2} {d2}" if k + half < len(self.legend) else "")
-                  for k, ((b, d), (b2, d2)) in enumerate(
-                      zip(self.legend[:half], [*self.legend[half:], ("", "")], strict=False))]
-        lines = [
-            "turnstiled demo - mock GPIO pins, simulated serial scanner, vivenu emulator "
-            "+ local list",
-            f"scanner pty: {self.pty_path}  (printf 'DEMO-0001\\r' > {self.pty_path})",
-            f"technician:  turnstilectl --config {self.cfg_path} status|scans|open",
-            "",
-            f"  RELAY {g['relay'].upper():<9} {lamp(g['green'], 'green')} "
-            f"{lamp(g['red'], 'red')} {lamp(g['buzzer'], 'buzzer')}"
-            f"{'  FIRE ALARM' if g['fire_alarm'] else ''}",
-            "",
-            f"  vivenu: {self.synced()}   scans uploaded to vivenu: "
-            f"{len(self.emulator.received('scan')) if self.emulator else 0}",
-            "",
-            "tickets to try (the gate admits zone GA):",
-            *legend,
-            "last decisions:",
-        ]
-        for o in list(self.daemon.recent)[:PANEL_LINES - len(lines) - 2]:
-            d = o.evaluation.decision
-            lines.append(f"  #{o.scan_id:<5} {'GRANT' if d.granted else 'DENY ':5} "
-                         f"{o.evaluation.barcode[:24]:<24} {d.reason}: {d.detail}")
-        return lines
+    def __init__(self, path: Path, master: int, stop: threading.Event) -> None:
+        self.path = path
+        self.master = master
+        self.stop = stop
+        os.mkfifo(path, 0o600)
+        # Opened read-write, so the pipe never reports end-of-file between writers.
+        self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        self.thread = threading.Thread(target=self.run, name=f"feed-{path.name}", daemon=True)
+        self.thread.start()
 
     def run(self) -> None:
-        out = sys.stdout
-        rows = shutil.get_terminal_size().lines
-        out.write("\033[2J" + f"\033[{PANEL_LINES + 1};{rows}r" + f"\033[{rows};1H")
-        out.flush()
-        while not self.stop.wait(0.1):
-            with self.lock:
-                buf = ["\0337"]
-                for i, line in enumerate(self.panel()[:PANEL_LINES]):
-                    buf.append(f"\033[{i + 1};1H\033[2K{line}")
-                for i in range(len(self.panel()), PANEL_LINES):
-                    buf.append(f"\033[{i + 1};1H\033[2K")
-                buf.append(f"\033[{PANEL_LINES};1H\033[2K" + "-" * 60 + "\0338")
-                out.write("".join(buf))
-                out.flush()
+        while not self.stop.is_set():
+            ready, _, _ = select.select([self.fd], [], [], 0.2)
+            if ready:
+                with contextlib.suppress(BlockingIOError):
+                    data = os.read(self.fd, 4096)
+                    os.write(self.master, frames(data))
 
-    def restore(self) -> None:
-        if self.live:
-            sys.stdout.write("\033[r\n")
-            sys.stdout.flush()
+    def close(self) -> None:
+        self.thread.join(1)
+        os.close(self.fd)
+
+
+def frames(data: bytes) -> bytes:
+    """Any line ending (LF from echo, CRLF, CR) as the scanner's CR terminator."""
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r")
+
+
+def write_wrapper(workdir: Path, cfg_path: Path) -> Path:
+    path = workdir / "turnstilectl"
+    path.write_text(CTL_WRAPPER.format(python=shlex.quote(sys.executable),
+                                       config=shlex.quote(str(cfg_path))))
+    path.chmod(0o755)
+    return path
+
+
+def hints(workdir: Path) -> list[str]:
+    return ["scan: type a code + Enter (entry), 'out CODE' (exit). In another terminal:",
+            f"  echo DEMO-0001 > {workdir}/in      (exit scanner: .../out)",
+            f"  {workdir}/turnstilectl status | scans | open"]
+
+
+_stopping = threading.Event()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    """SIGTERM and SIGHUP end the demo like Ctrl-C, once: a closed terminal sends
+    several signals, and the clean-up must run to its end."""
+    if not _stopping.is_set():
+        _stopping.set()
+        raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="turnstiled-demo", description=__doc__)
-    parser.add_argument("--data-dir", help="keep the demo's databases here (default: temp)")
+    parser = argparse.ArgumentParser(prog="turnstiled-demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", help="keep the demo's databases here (default: a "
+                        "temporary directory, removed at the end)")
     parser.add_argument("--tickets", type=int, default=2000,
                         help="tickets in the vivenu emulator (default 2000)")
+    parser.add_argument("--debounce", type=float, default=1.0, metavar="SECONDS",
+                        help="a code read again at the same scanner within this is ignored "
+                        "(default 1)")
     args = parser.parse_args(argv)
+    temporary = args.data_dir is None
     workdir = Path(args.data_dir or tempfile.mkdtemp(prefix="turnstiled-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    master, slave = os.openpty()
-    pty_path = os.ttyname(slave)
-    cfg_path = workdir / "turnstiled.toml"
-    emulator = start_emulator("vivenu", tickets=args.tickets, seed=42)
-    cfg_path.write_text(DEMO_CONFIG.format(data_dir=workdir, pty=pty_path,
-                                           token=emulator.credentials["token"],
-                                           vivenu_url=emulator.base_url))
-    cfg = config_mod.load(str(cfg_path))
-    legend = vivenu_legend(emulator) + demo_tickets(workdir / "demo-tickets.csv")
-    cache = Cache(cfg.paths.cache_db)
-    cache.replace_source("local", importer.read_file(workdir / "demo-tickets.csv"))
-    cache.mark_sync("local", full=True, ok=True)
-    cache.close()
+    for name in ("in", "out", "turnstilectl"):  # left by an earlier run with --data-dir
+        with contextlib.suppress(FileNotFoundError):
+            (workdir / name).unlink()
+    # A closed terminal (SIGHUP) or kill (SIGTERM) still cleans up, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    stop = threading.Event()
+    ptys = [os.openpty() for _ in range(2)]
+    feeders: list[Feeder] = []
+    emulator = daemon = view = painter = None
     live = sys.stdin.isatty() and sys.stdout.isatty()
-    daemon = Daemon(cfg, MockFactory())
-    view = View(daemon, pty_path, legend, live)
-    view.emulator = emulator
-    daemon._on_outcome = view.outcome
-    daemon.start()
-    daemon.wait_scanners()
-    wait_synced(cfg, "vivenu")
-    print(f"turnstiled demo: data in {workdir}\nsimulated serial scanner: {pty_path}\n"
-          f"in another terminal: turnstilectl --config {cfg_path} status | scans | open",
-          flush=True)
-    painter = threading.Thread(target=view.run, daemon=True) if live else None
-    if painter is not None:
-        painter.start()
+    try:
+        emulator = start_emulator("vivenu", tickets=args.tickets, seed=42)
+        cfg_path = workdir / "turnstiled.toml"
+        cfg_path.write_text(DEMO_CONFIG.format(
+            data_dir=workdir, debounce=args.debounce, pty_in=os.ttyname(ptys[0][1]),
+            pty_out=os.ttyname(ptys[1][1]),
+            token=emulator.credentials["token"], vivenu_url=emulator.base_url))
+        cfg = config_mod.load(str(cfg_path))
+        write_wrapper(workdir, cfg_path)
+        legend = vivenu_legend(emulator) + demo_tickets(workdir / "demo-tickets.csv")
+        cache = Cache(cfg.paths.cache_db)
+        cache.replace_source("local", importer.read_file(workdir / "demo-tickets.csv"))
+        cache.mark_sync("local", full=True, ok=True)
+        cache.close()
+        daemon = Daemon(cfg, MockFactory())
+        view = View(daemon, hints(workdir), legend, live)
+        view.emulator = emulator
+        daemon._on_outcome = view.outcome
+        daemon.pipeline.on_repeat = view.repeat
+        print(f"turnstiled demo: starting in {workdir} (vivenu emulator, "
+              f"{args.tickets} tickets)...", flush=True)
+        daemon.start()
+        daemon.wait_scanners()
+        wait_synced(cfg, "vivenu")
+        feeders = [Feeder(workdir / "in", ptys[0][0], stop),
+                   Feeder(workdir / "out", ptys[1][0], stop)]
+        if live:
+            painter = threading.Thread(target=view.run, name="demo-view", daemon=True)
+            painter.start()
+            view.painted.wait(5)
+        else:
+            print("\n".join(hints(workdir)), flush=True)
+        scan(view, ptys, live)
+    except (KeyboardInterrupt, OSError):
+        pass
+    finally:
+        _stopping.set()
+        signal.signal(signal.SIGINT, _interrupt)
+        stop.set()
+        if view is not None:
+            view.stop.set()
+            if painter is not None:
+                painter.join(1)
+            with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+                view.restore()
+        for f in feeders:
+            f.close()
+        if daemon is not None:
+            daemon.stop()
+        if emulator is not None:
+            emulator.stop()
+        for master, slave in ptys:
+            with contextlib.suppress(OSError):
+                os.close(master)
+                os.close(slave)
+        if temporary:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def scan(view: View, ptys: list[tuple[int, int]], live: bool) -> None:
+    """Read codes from the prompt (or piped stdin) and write them into the scanners' ptys."""
     sent = 0
-    lines = iter(lambda: input("barcode> ") + "\n", None) if live else sys.stdin
+    lines = iter(lambda: input("scan> ") + "\n", None) if live else sys.stdin
     try:
         for line in lines:
             code = line.strip()
-            if code:
-                os.write(master, code.encode() + b"\r")
-                sent += 1
-                if not live:
-                    decided = view.wait_decided(sent, timeout=1.5)
-                    if decided < sent:
-                        print(f"----- {code}  repeat within the debounce window: ignored",
-                              flush=True)
-                    sent = decided
-    except (KeyboardInterrupt, EOFError):
+            master = ptys[0][0]
+            if code.lower().startswith("out "):
+                code, master = code[4:].strip(), ptys[1][0]
+            if not code:
+                continue
+            os.write(master, code.encode() + b"\r")
+            sent += 1
+            # Piped: one line per scan, in order, so wait for this one's answer.
+            if not live and view.wait_handled(sent, timeout=60) < sent:
+                print(f"????? {code}  no decision within 60 s", flush=True)
+                sent = view.handled
+    except EOFError:
         pass
-    finally:
-        view.stop.set()
-        if painter is not None:
-            painter.join(1)
-        view.restore()
-        daemon.stop()
-        emulator.stop()
-        with contextlib.suppress(OSError):
-            os.close(master)
-            os.close(slave)
-    return 0
 
 
 if __name__ == "__main__":

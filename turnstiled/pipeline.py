@@ -90,6 +90,8 @@ class ScanPipeline:
         self.precedence = (*cfg.sources, importer.SOURCE)
         self.debouncer = Debouncer(cfg.gate.debounce_s)
         self.on_outcome = on_outcome
+        # Told (code, scanner) of each repeat the debounce ignored (the demo shows them).
+        self.on_repeat: Callable[[str, str], None] | None = None
         self.online = online
         self.uploaders = uploaders or {}
         self.journal_alarm: str | None = None
@@ -167,6 +169,8 @@ class ScanPipeline:
                 return None  # a flood of garbage: journal a few, count the rest
             ev = Evaluation(printable(raw), direction, rules.unreadable(), None, Usage())
         elif self.debouncer.seen(f"{scanner}\x00{norm.text}", mono):
+            if self.on_repeat is not None:
+                self.on_repeat(norm.text, scanner)
             return None  # before any lookup: a repeat must not ask a cloud again
         else:
             ev = self._decide_or_deny(norm.text, direction, now)
