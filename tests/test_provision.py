@@ -11,6 +11,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import httpx
 import pytest
 
 from turnstiled.sim import start_emulator
@@ -196,7 +197,7 @@ def test_help_changes_nothing(tmp_path):
     (["--gate-name", "g", "--backend", "octopus", "--scanner", "/dev/ttyUSB0", "--force",
       "--token-file", "-"], "--base-url is required"),
     (["--gate-name", "g", "--backend", "ticketing", "--scanner", "/dev/ttyUSB0", "--force",
-      "--token-file", "-"], "8 characters"),
+      "--token-file", "-"], "--event is required to issue"),
     (["--direction", "sideways", *BASE], "--direction must be in or out"),
 ])
 def test_one_line_errors(tmp_path, args, message):
@@ -213,43 +214,73 @@ def test_ticketing_issues_the_gates_own_token_with_an_organiser_key(tmp_path, wh
     emu = start_emulator("ticketing", tickets=20)
     try:
         creds = emu.credentials
+        organiser = "0f" * 16  # a second integration key, the organiser's own
+        emu.state.keys[organiser] = {"admin": True}
+        key_file = tmp_path / "integration.key"
+        key_file.write_text(creds["api_key"] + "\n")
+        key_file.chmod(0o600)
         root = blank_root(tmp_path / "root")
         args = ["--gate-name", "lane-7", "--backend", "ticketing", "--event", creds["event"],
                 "--scanner", "name:Scanner", "--direction", "out", "--base-url",
-                emu.base_url, "--organiser-key-file", "-", "--force"]
+                emu.base_url, "--token-file", str(key_file), "--organiser-key-file", "-",
+                "--force"]
         tokens_before = len(emu.state.tokens)
-        first = provision(root, *args, stdin=creds["api_key"] + "\n", wheelhouse=wheelhouse)
+        first = provision(root, *args, stdin=organiser + "\n", wheelhouse=wheelhouse)
         assert first.returncode == 0, first.stderr
         assert "issued this gate's admission token" in first.stdout
         assert len(emu.state.tokens) == tokens_before + 1
         conf = root / "etc/turnstiled/turnstiled.toml"
         cfg = tomllib.loads(conf.read_text())
-        code = cfg["sources"]["ticketing"]["admission_code"]
+        src = cfg["sources"]["ticketing"]
+        code = src["admission_code"]
         token = emu.state.tokens[code]
         assert not token["global"] and token["event"] == creds["event"]
         assert set(token["sections"]) == set(emu.state.event_sections(creds["event"]))
-        assert cfg["sources"]["ticketing"]["device"] == "lane-7"
+        assert src["api_key"] == creds["api_key"] and src["device"] == "lane-7"
         assert cfg["scanner"][0]["type"] == "hid" and cfg["scanner"][0]["direction"] == "out"
-        # the organiser key is stored nowhere, and shown nowhere
+        # the organiser key is stored nowhere and shown nowhere; the code is not shown
         assert not [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()
-                    and creds["api_key"].encode() in p.read_bytes()]
-        assert creds["api_key"] not in first.stdout + first.stderr and code not in first.stdout
+                    and organiser.encode() in p.read_bytes()]
+        assert organiser not in first.stdout + first.stderr and code not in first.stdout
         # a second run keeps the token it issued: one token per device, not one per run
-        second = provision(root, *args, stdin=creds["api_key"] + "\n", wheelhouse=wheelhouse)
+        second = provision(root, *args, stdin=organiser + "\n", wheelhouse=wheelhouse)
         assert second.returncode == 0, second.stderr
         assert "no changes" in second.stdout
         assert len(emu.state.tokens) == tokens_before + 1
-        # the organiser invalidated it: the next run issues a new one
-        emu.state.tokens.pop(code)
-        third = provision(root, *args, stdin=creds["api_key"] + "\n", wheelhouse=wheelhouse)
+        # the organiser invalidates it (DELETE, as TickeTing allows): the next run issues anew
+        gone = httpx.delete(f"{emu.base_url}/events/{creds['event']}/tokens/{token['id']}",
+                            headers={"X-API-Key": organiser, "X-Client-Version": "3.0.0"})
+        assert gone.status_code == 200
+        third = provision(root, *args, stdin=organiser + "\n", wheelhouse=wheelhouse)
         assert third.returncode == 0, third.stderr
-        assert tomllib.loads(conf.read_text())["sources"]["ticketing"]["admission_code"] != code
+        new_code = tomllib.loads(conf.read_text())["sources"]["ticketing"]["admission_code"]
+        assert new_code != code and new_code in emu.state.tokens
         # a refused organiser key is one line, and nothing changes
         other = blank_root(tmp_path / "other")
         before = snapshot(other)
         bad = provision(other, *args, stdin="0" * 32 + "\n", wheelhouse=wheelhouse)
         assert bad.returncode == 2 and "HTTP 403" in bad.stderr
         assert bad.stderr.count("\n") == 1 and snapshot(other) == before
+    finally:
+        emu.stop()
+
+
+def test_ticketing_with_a_given_admission_code(tmp_path, wheelhouse):
+    emu = start_emulator("ticketing", tickets=20)
+    try:
+        creds = emu.credentials
+        code_file = tmp_path / "code"
+        code_file.write_text(creds["section_token_code"].lower() + "\n")
+        root = blank_root(tmp_path / "root")
+        out = provision(root, "--gate-name", "lane-8", "--backend", "ticketing", "--scanner",
+                        "/dev/ttyUSB0", "--base-url", emu.base_url, "--token-file", "-",
+                        "--admission-code-file", str(code_file), "--force",
+                        stdin=creds["api_key"] + "\n", wheelhouse=wheelhouse)
+        assert out.returncode == 0, out.stderr
+        src = tomllib.loads((root / "etc/turnstiled/turnstiled.toml").read_text())[
+            "sources"]["ticketing"]
+        assert src["admission_code"] == creds["section_token_code"]
+        assert src["api_key"] == creds["api_key"]
     finally:
         emu.stop()
 

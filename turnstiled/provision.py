@@ -6,11 +6,12 @@ It reads the secret (device token, admission code, password) from a file
 the script names, never from an argument, and writes the configuration to
 a file of mode 0600; the script installs it (root:turnstiled, 0640).
 
-For TickeTing an organiser (integration) key may be given instead of an
-admission code: the gate's own admission token is then issued with it
-(``POST /events/{event}/tokens``, tokens are meant one per device) and only
-the token's code is stored; the organiser key is not. A second run reuses
-the code already in the configuration while TickeTing still knows it.
+For TickeTing the secret is the integration key the gate sends with its
+admission-code exchange (stored as ``api_key``). The admission code comes
+from a file too, or is issued for this gate (``POST /events/{event}/tokens``,
+tokens are meant one per device) with that key or with a separate organiser
+key, which is used once and stored nowhere. A second run reuses the code
+already in the configuration while TickeTing still knows it.
 
 Errors are one line on standard error and exit status 2.
 """
@@ -32,7 +33,7 @@ from typing import Any
 BACKENDS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "local": (None, ()),
     "vivenu": ("token", ()),
-    "ticketing": ("admission_code", ()),
+    "ticketing": ("api_key", ()),
     "chapterevents": ("password", ("base_url",)),
     "crowdmanager": ("token", ("base_url",)),
     "octopus": ("api_key", ("base_url", "event")),
@@ -131,8 +132,8 @@ def existing_source(path: str | None, backend: str) -> dict[str, Any]:
         return {}
 
 
-def render(args: argparse.Namespace, secret: str | None) -> str:
-    """The configuration text for *args*; *secret* goes into the backend's secret key."""
+def render(args: argparse.Namespace, secrets: dict[str, str]) -> str:
+    """The configuration text for *args*; *secrets* are the source's secret keys."""
     lines = [
         "# Written by scripts/provision. Every key, its default and meaning:",
         "# config/turnstiled.toml in the turnstiled source. Keep this file",
@@ -147,9 +148,9 @@ def render(args: argparse.Namespace, secret: str | None) -> str:
         lines += [f"url = {q(args.scanner)}", f"baudrate = {args.baudrate}"]
     else:
         lines.append(f"device = {q(args.scanner)}")
-    key, _ = BACKENDS[args.backend]
-    if key is not None and secret is not None:
-        lines += ["", f"[sources.{args.backend}]", f"{key} = {q(secret)}"]
+    if secrets:
+        lines += ["", f"[sources.{args.backend}]"]
+        lines += [f"{key} = {q(value)}" for key, value in secrets.items()]
         if args.base_url:
             lines.append(f"base_url = {q(args.base_url)}")
         if args.backend in ("vivenu", "crowdmanager") and args.event:
@@ -163,28 +164,31 @@ def render(args: argparse.Namespace, secret: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ticketing_secret(args: argparse.Namespace) -> tuple[str, str]:
+def ticketing_code(args: argparse.Namespace, api_key: str) -> tuple[str, str]:
     """The admission code to store, and a line saying where it came from."""
-    if not args.organiser_key_file:
-        code = read_secret(args.token_file, "the admission code").upper()
+    if args.admission_code_file:
+        code = read_secret(args.admission_code_file, "the admission code").upper()
         if not ADMISSION_CODE.match(code):
-            raise ProvisionError("the TickeTing admission code is 8 characters, 0-9 and A-Z "
-                                 "(or give --organiser-key-file to issue one)")
-        where = "standard input" if args.token_file in ("-", "") else args.token_file
-        return code, f"ticketing: admission code from {where}"
+            raise ProvisionError("the TickeTing admission code is 8 characters, 0-9 and A-Z")
+        return code, "ticketing: admission code from " + (
+            "standard input" if args.admission_code_file == "-" else args.admission_code_file)
     if not args.event:
-        raise ProvisionError("--event is required to issue a TickeTing admission token")
+        raise ProvisionError("--event is required to issue a TickeTing admission token "
+                             "(or give --admission-code-file)")
     base = args.base_url or TICKETING_URL
-    key = read_secret(args.organiser_key_file, "the organiser key")
     old = str(existing_source(args.existing, "ticketing").get("admission_code") or "")
-    if ADMISSION_CODE.match(old) and ticketing_code_valid(base, old, args.event, key):
+    if ADMISSION_CODE.match(old) and ticketing_code_valid(base, old, args.event, api_key):
         return old, "ticketing: keeping this gate's admission token"
     if args.dry_run:
         return "DRYRUN00", f"ticketing: would issue an admission token for event {args.event}"
+    issuer = api_key
+    if args.organiser_key_file:
+        issuer = read_secret(args.organiser_key_file, "the organiser key")
     sections = [s for s in (args.sections or "").split(",") if s]
-    code, n = ticketing_token(base, args.event, key, sections)
+    code, n = ticketing_token(base, args.event, issuer, sections)
+    note = "; the organiser key is not stored" if args.organiser_key_file else ""
     return code, (f"ticketing: issued this gate's admission token for event {args.event} "
-                  f"({n} section(s)); the organiser key is not stored")
+                  f"({n} section(s)){note}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scanner", required=True)
     p.add_argument("--baudrate", type=int, default=9600)
     p.add_argument("--token-file", default="")
+    p.add_argument("--admission-code-file", default="")
     p.add_argument("--organiser-key-file", default="")
     p.add_argument("--sections", default="")
     p.add_argument("--base-url", default="")
@@ -214,16 +219,17 @@ def main(argv: list[str] | None = None) -> int:
                                      f"--backend {args.backend}")
         if not args.gate_name.strip():
             raise ProvisionError("--gate-name must not be empty")
-        secret, note = None, ""
+        secrets: dict[str, str] = {}
+        note = ""
         if key is not None:
-            if args.backend == "ticketing":
-                secret, note = ticketing_secret(args)
-            elif not args.token_file:
+            if not args.token_file:
                 raise ProvisionError(f"--token-file is required for --backend {args.backend} "
                                      "(a file, or - for standard input)")
-            else:
-                secret = read_secret(args.token_file, f"the {args.backend} {key}")
-        text = render(args, secret)
+            secrets[key] = read_secret(args.token_file, f"the {args.backend} {key}")
+            if args.backend == "ticketing":
+                code, note = ticketing_code(args, secrets[key])
+                secrets = {"admission_code": code, **secrets}
+        text = render(args, secrets)
     except ProvisionError as exc:
         print(f"provision: {exc}", file=sys.stderr)
         return 2
