@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any, NoReturn
 
-from turnstiled import cli_mesh, cli_tech, clock, figures, importer
+from turnstiled import cli_mesh, cli_tech, clock, figures, importer, tables
 from turnstiled import config as config_mod
 from turnstiled.backends import make_backends
 from turnstiled.cache import Cache
@@ -138,6 +138,32 @@ def scan_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+SCAN_COLUMNS = (
+    tables.Column("ID", ">"), tables.Column("TIME (UTC)"),
+    tables.Column("SCANNER", shrink=5), tables.Column("DIR"), tables.Column("RESULT"),
+    tables.Column("REASON", shrink=8), tables.Column("OUTCOME", shrink=6, hide_empty=True),
+    tables.Column("UPLOAD", shrink=6), tables.Column("BARCODE", shrink=11, middle=True),
+)
+
+
+def scans_table(data: list[dict[str, Any]]) -> str:
+    """``scans`` for a person: short times, refusals and conflicts under their row."""
+    rows, notes = [], []
+    for s in data:
+        at = s["at"] or ""
+        rows.append([str(s["id"]), f"{at[5:10]} {at[11:19]}", s["scanner"], s["direction"],
+                     "GRANT" if s["granted"] else "DENY", s["reason"],
+                     s.get("outcome") or "-", s["upload"], s["barcode"]])
+        note = []
+        if s["upload"] == "rejected" and s.get("upload_note"):
+            note.append(f"upload rejected: {s['upload_note']}")
+        if s.get("conflict"):
+            note.append(f"CONFLICT: also admitted at {s['conflict']['gate_id']} "
+                        f"{s['conflict']['at']}")
+        notes.append("; ".join(note) or None)
+    return tables.render(SCAN_COLUMNS, rows, notes, tables.width())
+
+
 def cmd_scans(cfg: Config, args: argparse.Namespace) -> int:
     _, journal = _open_readonly(cfg)
     rows = [] if journal is None else journal.recent(args.limit, barcode=args.barcode)
@@ -145,16 +171,7 @@ def cmd_scans(cfg: Config, args: argparse.Namespace) -> int:
     data = [{**scan_json(r), "conflict": None if r["nonce"] not in conflicts else {
         "gate_id": conflicts[r["nonce"]]["gate_id"], "at": iso(conflicts[r["nonce"]]["at"])}}
         for r in rows]
-    lines = [f"{'ID':>7}  {'TIME (UTC)':<24} {'SCANNER':<10} DIR {'RESULT':<6} "
-             f"{'REASON':<20} {'OUTCOME':<10} {'UPLOAD':<9} BARCODE"]
-    for s in data:
-        lines.append(f"{s['id']:>7}  {s['at']:<24} {s['scanner'][:10]:<10} {s['direction']:<3} "
-                     f"{'GRANT' if s['granted'] else 'DENY':<6} {s['reason']:<20} "
-                     f"{s['outcome'] or '-':<10} {s['upload']:<9} {s['barcode']}"
-                     + (f"  [{s['upload_note']}]" if s["upload"] == "rejected" else "")
-                     + (f"  CONFLICT: also admitted at {s['conflict']['gate_id']} "
-                        f"{s['conflict']['at']}" if s["conflict"] else ""))
-    _emit(args, data, "\n".join(lines) if data else "no scans journaled")
+    _emit(args, data, scans_table(data) if data else "no scans journaled")
     return 0
 
 
@@ -233,7 +250,7 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     for db in (cache, journal):
         if db is not None:
             db.close()
-    _emit(args, iso_times(data), "\n".join(lines))
+    _emit(args, iso_times(data), tables.fold(lines, 9, tables.width()))
     return 0 if daemon else EXIT_NOT_RUNNING
 
 
@@ -299,7 +316,8 @@ def cmd_doctor(cfg: Config, args: argparse.Namespace) -> int:
     from turnstiled import doctor
     checks = doctor.run(cfg)
     data = [{"check": c.name, "level": c.level, "detail": c.detail} for c in checks]
-    text = "\n".join(f"{c.level:<4}  {c.name:<18} {c.detail}" for c in checks)
+    text = tables.fold([f"{c.level:<4}  {c.name:<18} {c.detail}" for c in checks], 25,
+                       tables.width())
     _emit(args, data, text)
     return 1 if any(c.level == "FAIL" for c in checks) else 0
 
