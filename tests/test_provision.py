@@ -151,6 +151,13 @@ def test_provision_root_twice(tmp_path, wheelhouse):
     assert re.findall(r"^changed: (.*)$", third.stdout, re.M) == ["/etc/turnstiled/turnstiled.toml"]
     assert (state / "journal.db").read_bytes() == b"precious"
 
+    # a configuration the installed turnstiled refuses is not installed
+    before = conf.read_bytes()
+    bad = provision(root, *BASE, "--base-url", "ftp://nowhere", wheelhouse=wheelhouse)
+    assert bad.returncode == 78 and "refused, not installed" in bad.stderr
+    assert "base_url" in bad.stderr.splitlines()[-1]
+    assert conf.read_bytes() == before
+
 
 def test_unit_as_installed_passes_systemd_analyze_verify(tmp_path, wheelhouse):
     if shutil.which("systemd-analyze") is None:
