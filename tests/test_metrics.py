@@ -178,6 +178,7 @@ timeout_s = 2.0
         assert value(m, "turnstiled_build_info", version=version(), gate="lane-7") == 1.0
         assert value(m, "turnstiled_last_scan_timestamp_seconds") > 0
         assert value(m, "process_resident_memory_bytes") > 0  # the HTTP endpoint's extra
+        assert value(m, "turnstiled_mesh_connected") is None  # no [mesh], no mesh series
         for code in ("LOCAL-OK-1", "LOCAL-GONE", "NOT-A-TICKET", valid):
             assert code not in text  # never a barcode in a label
 

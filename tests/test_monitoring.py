@@ -46,7 +46,7 @@ def exported_families(tmp_path) -> set[str]:
     def live() -> dict:
         return {"gate": {"relay": "locked", "fire_alarm": False}, "alarms": {},
                 "scanners": [{"name": "entry", "connected": True}], "stale_loops": [],
-                "mesh": {"connected": True, "peers": 2}}
+                "mesh": {"connected": True, "peers": 2, "unacknowledged": 0}}
     m = Metrics(cfg, live, lambda: {"drains": {"vivenu": {"sent": 0, "failures": {}}}})
     text = generate_latest(m.http_registry).decode()
     return {f.name for f in text_string_to_metric_families(text)}
@@ -64,6 +64,12 @@ def test_rules_and_dashboard_only_use_metrics_we_export(tmp_path):
         used = used_metrics(path.read_text())
         assert used, path
         assert used <= families, f"{path.name} uses unknown metrics {used - families}"
+
+
+def test_mesh_figures_with_a_mesh(tmp_path):
+    names = exported_families(tmp_path)
+    assert {"turnstiled_mesh_connected", "turnstiled_mesh_peers",
+            "turnstiled_mesh_unacknowledged"} <= names
 
 
 def test_dashboard_has_one_row_per_gate_with_the_asked_panels():

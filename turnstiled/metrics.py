@@ -197,6 +197,9 @@ class Metrics:
             peers = mesh.get("peers")
             yield _gauge("turnstiled_mesh_peers", "Peer gates of the venue seen online.",
                          float(len(peers) if isinstance(peers, list | dict) else peers or 0))
+            yield _gauge("turnstiled_mesh_unacknowledged",
+                         "Decisions published but not yet acknowledged by the broker.",
+                         float(mesh.get("unacknowledged") or 0))
 
     def _cloud_metrics(self) -> Iterator[Metric]:
         if self._cloud is None:
