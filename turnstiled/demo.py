@@ -180,7 +180,7 @@ def write_wrapper(workdir: Path, cfg_path: Path) -> Path:
 
 def hints(workdir: Path) -> list[str]:
     return ["scan: type a code + Enter (entry), 'out CODE' (exit). In another terminal:",
-            f"  echo DEMO-0001 > {workdir}/in      (exit scanner: .../out)",
+            f"  echo DEMO-0001 > {workdir}/in    (the exit: .../out)",
             f"  {workdir}/turnstilectl status | scans | open"]
 
 
