@@ -17,6 +17,12 @@ Usage: ``scripts/bench latency [--tickets 1000000] [--scans 2000] [--metrics]``
    other scan a vivenu ticket that the drain uploads. The scan path must
    not notice.
 
+5. The floor, in the same run and on the same disk: a bare SQLite
+   ``synchronous=FULL`` WAL commit of one row, as many as there were
+   scans, measured before and after each latency run and pooled. The last
+   line is the summary: scan-to-relay p50/p99 next to the floor's and
+   their ratios (target p99 ratio <= 2).
+
 With ``--metrics``, only this instead: step 3 with Prometheus metrics off
 and on (the HTTP endpoint scraped every ``--scrape-every`` seconds, default
 1, fifteen times Prometheus' default, by another process; the textfile
@@ -99,6 +105,25 @@ url = "{pty_path}"
 terminator = "CR"
 """)
     return cfg
+
+
+def floor_commits(workdir: Path, n: int) -> list[float]:
+    """Milliseconds of *n* bare one-row ``synchronous=FULL`` WAL commits on *workdir*'s disk."""
+    import sqlite3
+    path = workdir / "floor.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, at REAL, code TEXT)")
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        conn.execute("INSERT INTO t (at, code) VALUES (?, ?)", (time.time(), barcode(i)))
+        out.append((time.perf_counter() - t0) * 1000)
+    conn.close()
+    for f in workdir.glob("floor.db*"):
+        f.unlink()
+    return out
 
 
 def start_to_ready(workdir: Path, runs: int = 5) -> dict[str, float]:
@@ -249,12 +274,23 @@ def main() -> None:
         print(f"start-to-ready (exec -> READY=1, {args.tickets:,} tickets): "
               f"median {r['ready_median_s']:.3f} s, max {r['ready_max_s']:.3f} s "
               f"(target <= 1 s); SIGTERM -> exit max {r['sigterm_to_exit_max_s']:.3f} s")
+        floor = floor_commits(workdir, args.scans // 2)
         m = run_child(workdir, args, None)
+        floor += floor_commits(workdir, args.scans - args.scans // 2)
+        f = quantiles(floor)
+        print(f"floor: bare synchronous=FULL one-row commit on the same disk, {len(floor)} "
+              f"commits: p50 {f['p50']:.3f} ms, p99 {f['p99']:.3f} ms")
         print(f"scan-to-relay over a pty, {m['scans']} scans, journal commit included: "
               f"p50 {m['p50_ms']:.3f} ms, p90 {m['p90_ms']:.3f} ms, p99 {m['p99_ms']:.3f} ms, "
               f"max {m['max_ms']:.3f} ms (target p99 <= 2 ms)")
         print(f"peak RSS of the daemon process: {m['peak_rss_mb']:.1f} MB (target <= 60 MB)")
+        q = quantiles(m["lat_ms"])
+        summary = (f"SUMMARY latency: scan-to-relay p50 {q['p50']:.3f} ms p99 {q['p99']:.3f} ms; "
+                   f"floor p50 {f['p50']:.3f} ms p99 {f['p99']:.3f} ms; ratio p50 "
+                   f"x{q['p50'] / f['p50']:.2f}, p99 x{q['p99'] / f['p99']:.2f} "
+                   f"(target p99 <= 2)")
         if args.no_cloud:
+            print(summary)
             return
         # The cloud stands in for a remote server: it must not compete with
         # the gate for this machine's two cores, so it runs at the lowest priority.
@@ -276,6 +312,8 @@ def main() -> None:
               f"{m['uploaded']} scans uploaded by the drain meanwhile): "
               f"p50 {m['p50_ms']:.3f} ms, p90 {m['p90_ms']:.3f} ms, p99 {m['p99_ms']:.3f} ms, "
               f"max {m['max_ms']:.3f} ms; peak RSS {m['peak_rss_mb']:.1f} MB")
+        qb = quantiles(m["lat_ms"])
+        print(f"{summary}; cloud busy p99 {qb['p99']:.3f} ms x{qb['p99'] / f['p99']:.2f}")
 
 
 def quantiles(lat_ms: list[float]) -> dict[str, float]:
@@ -304,8 +342,8 @@ def compare_metrics(workdir: Path, args: argparse.Namespace, rounds: int = 2) ->
         print(f"scan-to-relay, metrics {name:<3} ({n} scans over {rounds} runs): "
               f"p50 {q['p50']:.3f} ms, p90 {q['p90']:.3f} ms, p99 {q['p99']:.3f} ms, "
               f"max {q['max']:.3f} ms")
-    print(f"metrics on ({scrapes} HTTP scrapes, one every {args.scrape_every:g} s; textfile "
-          f"every 1 s) / off: "
+    print(f"SUMMARY latency --metrics: on ({scrapes} HTTP scrapes, one every "
+          f"{args.scrape_every:g} s; textfile every 1 s) / off: "
           f"p50 x{on['p50'] / off['p50']:.2f}, p90 x{on['p90'] / off['p90']:.2f}, "
           f"p99 x{on['p99'] / off['p99']:.2f} (target: within noise)")
 

@@ -9,8 +9,10 @@ figures are the client's alone. Prints:
 - full sync: the same pages through the vivenu backend and the syncer
   into ``cache.db`` (parse, map, write, atomic swap);
 - their ratio (target <= 1.3) and tickets/s (target >= 20,000);
-- peak RSS of a process doing only the sync, at N/5 and at N tickets:
-  streaming page by page, it must not grow with the ticket count.
+- peak RSS of a process doing only the sync, at N/5, N and 3N tickets:
+  streaming page by page, it must not grow with the ticket count;
+- the size of ``cache.db`` and of its WAL after the sync;
+- last, one summary line with the ratio and tickets/s.
 """
 
 from __future__ import annotations
@@ -67,7 +69,12 @@ def sync_child(desc: dict, workdir: str) -> None:
     assert result == "full", result
     with open("/proc/self/status") as fh:
         hwm = next(int(x.split()[1]) for x in fh if x.startswith("VmHWM"))
-    print(json.dumps({"seconds": dt, "peak_rss_mb": hwm / 1024}))
+    db = Path(workdir) / "cache.db"
+    wal = Path(f"{db}-wal")  # as the daemon's sync process, still open, leaves it
+    print(json.dumps({"seconds": dt, "peak_rss_mb": hwm / 1024,
+                      "db_mb": db.stat().st_size / 2**20,
+                      "wal_mb": wal.stat().st_size / 2**20 if wal.exists() else 0.0}))
+    syncer.close()
 
 
 def run_sync(desc: dict) -> dict:
@@ -88,6 +95,7 @@ def main() -> None:
         return
     sizes = (max(1000, args.tickets // 5), args.tickets, args.tickets * 3)
     rss = {}
+    summary = ""
     for n in sizes:
         proc, desc = start_sim(n)
         try:
@@ -107,9 +115,16 @@ def main() -> None:
             print(f"  full sync into cache.db:           {best:.3f} s")
             print(f"  ratio sync/download: {best / down:.2f} (target <= 1.3)")
             print(f"  throughput: {n / best:,.0f} tickets/s (target >= 20,000)")
+            summary = (f"SUMMARY sync: {n:,} tickets, sync {best:.3f} s vs bare download "
+                       f"{down:.3f} s, ratio x{best / down:.2f} (target <= 1.3), "
+                       f"{n / best:,.0f} tickets/s")
+        print(f"  {n:,} tickets: cache.db {syncs[-1]['db_mb']:.1f} MB, "
+              f"WAL kept after the sync {syncs[-1]['wal_mb']:.1f} MB", flush=True)
     print("  peak RSS of the syncing process: " + ", ".join(
         f"{rss[n]:.1f} MB at {n:,} tickets" for n in sizes)
         + " (SQLite's page cache is capped at 8 MB; pages are streamed)")
+    print(summary + "; peak RSS " + "/".join(f"{rss[n]:.0f}" for n in sizes) + " MB at "
+          + "/".join(f"{n // 1000}k" for n in sizes) + " tickets")
 
 
 if __name__ == "__main__":
