@@ -4,11 +4,15 @@ One row per (barcode, source). Scans read it through :meth:`Cache.lookup`
 (one indexed query; :func:`pick` says which source counts when several
 list a barcode); sync and ``turnstilectl import`` write it. A full
 replacement of a source happens in one transaction, so a reader (WAL)
-sees either the old list or the new one, never half of each.
+sees either the old list or the new one, never half of each. That one
+transaction passes through the WAL whole (a million tickets: some 140 MB),
+so a full replacement ends with a checkpoint that truncates the WAL, and
+``journal_size_limit`` caps what any later checkpoint leaves behind.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -19,6 +23,8 @@ import sqlite_utils
 from turnstiled.datafiles import ensure_cache
 from turnstiled.db import connect, write_transaction
 from turnstiled.rules import Ticket
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 4  # 4: sync cursors are the cloud's time, not the gate's
 SCHEMA = """
@@ -63,6 +69,9 @@ _LOOKUP = (
 )
 
 
+# What a checkpoint may leave of the WAL (bytes); a full sync's WAL is truncated to 0.
+JOURNAL_SIZE_LIMIT = 4 * 2**20
+
 # Ticket counts per cache file, with the ``sources`` rows they were counted at.
 _COUNTS: dict[Path, tuple[Any, dict[str, int]]] = {}
 
@@ -103,6 +112,7 @@ class Cache:
             self.db.enable_wal()
             self.conn.executescript(SCHEMA)
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
         self.conn.execute("PRAGMA synchronous=NORMAL")
 
     def close(self) -> None:
@@ -136,7 +146,18 @@ class Cache:
                     raise ValueError(f"replace_source({source!r}) got a ticket of another source")
                 conn.executemany(_INSERT, chunk)
                 n += len(chunk)
+        self.checkpoint()
         return n
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it (after a bulk write).
+
+        Readers in the middle of a lookup are waited for (the busy timeout);
+        one that holds on longer only leaves the WAL for the next checkpoint.
+        """
+        busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            logger.info("cache.db: a reader held the WAL; it is truncated at a later checkpoint")
 
     def _write(self, rows: Iterator[tuple[Any, ...]], *, batch: int) -> int:
         n = 0
