@@ -13,6 +13,8 @@ so a full replacement ends with a checkpoint that truncates the WAL, and
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -141,7 +143,9 @@ class Cache:
         self.conn.execute("PRAGMA cache_size = -8000")
         with write_transaction(self.conn) as conn:
             conn.execute("DELETE FROM tickets WHERE source = ?", (source,))
-            for chunk in _chunks(self._rows(tickets), 5000):
+            # The tickets are fetched, decoded and made rows by another thread
+            # while this one writes (SQLite lets go of the GIL as it steps).
+            for chunk in _ahead(_chunks(self._rows(tickets), 5000)):
                 if any(row[1] != source for row in chunk):
                     raise ValueError(f"replace_source({source!r}) got a ticket of another source")
                 conn.executemany(_INSERT, chunk)
@@ -255,6 +259,50 @@ def pick(rows: list[Any], precedence: Sequence[str] | None) -> Any:
     if not rows:
         return None
     return min(rows, key=lambda r: (r[3] == "valid", rank.get(r[0], 0), r[0]))
+
+
+def _ahead(chunks: Iterator[list[tuple[Any, ...]]],
+           depth: int = 2) -> Iterator[list[tuple[Any, ...]]]:
+    """*chunks*, produced by a thread of their own at most *depth* ahead.
+
+    An error of the producer is raised here; when the consumer stops early
+    (its write failed) the producer stops at its next chunk.
+    """
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not put(("chunk", chunk)):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(("error", exc))
+        else:
+            put(("end", None))
+
+    thread = threading.Thread(target=produce, name="cache-rows", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _chunks(rows: Iterator[tuple[Any, ...]] | Iterable[tuple[Any, ...]],

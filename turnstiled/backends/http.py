@@ -13,6 +13,7 @@ import email.utils
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -81,8 +82,12 @@ class Http:
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                 json_body: Any = None, timeout: float | None = None,
                 ok: tuple[int, ...] = (200,), allow: tuple[int, ...] = (),
-                headers: dict[str, str] | None = None) -> tuple[int, Any]:
+                headers: dict[str, str] | None = None,
+                decode: Callable[[bytes], Any] | None = None) -> tuple[int, Any]:
         """Send one request; the decoded JSON of an expected answer, else an error.
+
+        *decode* reads the body instead of ``json.loads`` (a faster decoder
+        for a bulk endpoint); a ``ValueError`` from it means "not JSON".
 
         Statuses in *allow* are returned (with their decoded body or None)
         instead of raised, for endpoints where e.g. 404 is a normal answer.
@@ -105,7 +110,7 @@ class Http:
         self.clock.observe(resp.headers.get("Date"))
         status = resp.status_code
         if status in ok or status in allow:
-            return status, self._json(resp, what, required=status in ok)
+            return status, self._json(resp, what, required=status in ok, decode=decode)
         msg = f"{what}: HTTP {status} {_message(resp)}"
         if status in (401, 403):
             raise AuthError(msg, status=status)
@@ -119,14 +124,15 @@ class Http:
         raise TransientError(msg, status=status)
 
     @staticmethod
-    def _json(resp: httpx.Response, what: str, *, required: bool) -> Any:
+    def _json(resp: httpx.Response, what: str, *, required: bool,
+              decode: Callable[[bytes], Any] | None = None) -> Any:
         ctype = resp.headers.get("Content-Type", "")
         if "html" in ctype.lower():
             raise TransientError(f"{what}: HTML page instead of JSON (HTTP {resp.status_code})",
                                  status=resp.status_code)
         try:
-            return resp.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            return resp.json() if decode is None else decode(resp.content)
+        except ValueError:  # json.JSONDecodeError, UnicodeDecodeError, msgspec.DecodeError
             if not required and not resp.content:
                 return None
             raise TransientError(f"{what}: answer is not complete JSON "
