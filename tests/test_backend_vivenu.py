@@ -116,8 +116,14 @@ def test_upload_posts_scans_per_event(emu):
     assert [(s["type"], s["direction"]) for s in got] == [("OK", "IN"), ("FAIL", "IN"),
                                                           ("OK", "OUT")]
     assert got[0]["scanned_at"] == "2027-01-15T08:00:00.000Z"
-    with pytest.raises(Rejected):
-        b.upload([UploadScan("x", "SHORT", 1.0, True, "in", doc["eventId"], None, "g1")])
+    # The cloud names the refused scan ("[1] barcode must be ..."): only it is rejected,
+    # the others of the request (not taken: all or nothing) are left unanswered.
+    result = b.upload([scans[0], UploadScan("x", "SHORT", 1.0, True, "in", doc["eventId"],
+                                            None, "g1")])
+    assert list(result.rejected) == ["x"] and not result.confirmed
+    with pytest.raises(Rejected):  # a refusal that names no scan
+        b.upload([UploadScan("y", doc["barcode"], 1.0, True, "in", "no-such-event", None,
+                             "g1")])
     emu.add_fault("POST /api/accessusers/scans/*", "503x1")
     with pytest.raises(TransientError):
         b.upload(scans[:1])

@@ -1,12 +1,17 @@
 """Crash test: 10,000 scans through a pty, SIGKILLs, a misbehaving cloud; nothing lost.
 
 The daemon runs as a real process, reading a real pty, draining to the
-vivenu emulator that answers 500s, 429s, hangs and connection resets.
-It is killed with SIGKILL at random moments and restarted. At the end
-every decision the gate journaled is on the emulator's record, and no
-scan is recorded twice, except (the one window no API without
-idempotency keys lets a client close) a row that was in flight at the
-moment of a kill; the test prints how many of those there were.
+vivenu emulator that answers 500s, 429s, hangs and connection resets,
+some of them after it took the scans. It is killed with SIGKILL at random
+moments and restarted. At the end every decision the gate journaled is on
+the emulator's record, and no scan is recorded twice unless its row is
+marked ``resent`` (in flight at a kill, or sent again after an answer was
+lost: the window no API without idempotency keys lets a client close);
+the test prints how many there were.
+
+How many scans a killed daemon read before it died depends on the
+machine's load, so the test asserts on what was journaled, never on how
+much: every scan written after the last restart is journaled, in order.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from turnstiled.timeutil import iso
 
 SCANS = 10_000
 KILLS = 4
-FAULTS = ("500%12", "429:1%8", "hang:3%3", "reset%8")
+FAULTS = ("500%12", "429:1%8", "hang:3%3", "reset%8", "reset!%4")
 
 
 def start_daemon(cfg: Path, log: Path) -> subprocess.Popen:
@@ -112,8 +117,10 @@ url = "{os.ttyname(slave)}"
             "action": "list", "limit": 3000}).json()]
         kill_at = sorted(rng.sample(range(500, SCANS - 500), KILLS))
         recent: collections.deque[str] = collections.deque(maxlen=16)
+        since_last_start: list[str] = []
         for i in range(SCANS):
             if kill_at and i == kill_at[0]:
+                since_last_start = []
                 kill_at.pop(0)
                 time.sleep(rng.random() * 0.05)  # a random moment, not a quiet one
                 proc.send_signal(signal.SIGKILL)
@@ -126,6 +133,7 @@ url = "{os.ttyname(slave)}"
             while code in recent:
                 code = rng.choice(codes)
             recent.append(code)
+            since_last_start.append(code)
             os.write(master, code.encode() + b"\r")
             time.sleep(0.0007)  # a busy lane, faster than any crowd, slower than a flood
 
@@ -162,8 +170,9 @@ url = "{os.ttyname(slave)}"
         os.close(slave)
 
     j = Journal(journal_db, readonly=True)
-    rows = [r for r in j.iter_all() if r["source"] == "vivenu"]
+    every = list(j.iter_all())
     j.close()
+    rows = [r for r in every if r["source"] == "vivenu"]
     cloud = collections.Counter((s["barcode"], s["scanned_at"], s["type"], s["direction"])
                                 for s in received)
     key = lambda r: (r["barcode"], iso(r["at"]), "OK" if r["granted"] else "FAIL",  # noqa: E731
@@ -173,13 +182,14 @@ url = "{os.ttyname(slave)}"
     unexplained = [r["id"] for r in doubled if not r["resent"]]
     print(f"\ncrash test: {SCANS} scans written, {len(rows)} decisions journaled, "
           f"{KILLS} SIGKILLs, {sum(r['attempts'] for r in rows) - len(rows)} retried uploads, "
-          f"{sum(r['resent'] for r in rows)} rows in flight at a kill, "
+          f"{sum(r['resent'] for r in rows)} rows marked resent, "
           f"{len(received)} scans on the emulator's record, "
           f"{len(missing)} missing, {len(doubled)} recorded twice")
     # Frames read but still queued in memory when a SIGKILL lands are never
-    # decided (nor journaled): how many depends on how far the decision thread
-    # lags the pty on a busy machine, so only a loose floor is asserted here.
-    assert len(rows) > SCANS * 0.5
+    # decided (nor journaled): how many depends on the machine's load, so the
+    # test asserts on what was journaled instead. The last daemon lived
+    # through its scans: each one is journaled, in order.
+    assert [r["barcode"] for r in every[-len(since_last_start):]] == since_last_start
     assert {r["upload"] for r in rows} == {"confirmed"}
     assert not missing
     assert not unexplained

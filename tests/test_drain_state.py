@@ -17,6 +17,7 @@ from turnstiled.backends.base import (
     Backend,
     Capabilities,
     Rejected,
+    RequestRefused,
     TransientError,
     UploadResult,
 )
@@ -24,11 +25,17 @@ from turnstiled.drain import Drainer
 from turnstiled.journal import Journal, Scan
 from turnstiled.rules import Decision
 
-FAILURES = st.sampled_from(["ok", "ok", "ok", "transient", "auth", "reject-one", "crash-after"])
+FAILURES = st.sampled_from(["ok", "ok", "ok", "transient", "auth", "reject-one", "name-one",
+                            "crash-after", "reset-after", "refuse-request", "bug"])
 
 
 class ScriptedCloud(Backend):
-    """Records what it accepts; fails per a script."""
+    """Records what it accepts; fails per a script.
+
+    A poisoned scan makes every request that carries it fail: with a 400
+    that names no row (``reject-one``), or with a per-scan answer that
+    names it (``name-one``; the rest of that request is not taken).
+    """
 
     name = "cloud"
     capabilities = Capabilities(scan_upload=True)
@@ -37,6 +44,8 @@ class ScriptedCloud(Backend):
         self.script = script
         self.received: list[str] = []
         self.poison: set[str] = set()
+        self.named: set[str] = set()
+        self.resent_at_send: dict[str, bool] = {}
 
     def upload(self, scans):
         step = next(self.script, "ok")
@@ -44,14 +53,29 @@ class ScriptedCloud(Backend):
             raise TransientError("503", status=503, retry_after=0)
         if step == "auth":
             raise AuthError("401", status=401)
+        if step == "refuse-request":
+            raise RequestRefused("400 event not accessible", status=400)
+        if step == "bug":
+            raise KeyError("a bug in a backend")
         if step == "reject-one" and scans:
             self.poison.add(scans[0].nonce)
+        if step == "name-one" and scans:
+            self.named.add(scans[-1].nonce)
+        named = [s for s in scans if s.nonce in self.named]
+        if named:
+            return UploadResult(rejected={s.nonce: "400 [i] bad scan" for s in named})
         bad = [s for s in scans if s.nonce in self.poison]
         if bad:
             raise Rejected("400 bad scan", status=400)
+        for s in scans:
+            if s.nonce in self.received:
+                self.resent_at_send.setdefault(s.nonce, s.resent)
+                self.resent_at_send[s.nonce] &= s.resent
         self.received.extend(s.nonce for s in scans)
         if step == "crash-after":
             raise SystemExit("power cut after the cloud stored the batch")
+        if step == "reset-after":
+            raise TransientError("connection reset after the request", ambiguous=True)
         return UploadResult(confirmed=[s.nonce for s in scans])
 
 
@@ -72,15 +96,20 @@ def test_every_row_settles_none_lost_none_resent_after_confirm(tmp_path_factory,
     fill(journal, n, events)
     cloud = ScriptedCloud(iter(script))
     sent_after_confirm = []
+    alarm = None
     for _restart in itertools.count():
         drainer = Drainer(path, [cloud], batch=batch)
         try:
             for _ in range(400):
                 st_ = drainer.states["cloud"]
                 st_.next_due = 0  # no waiting in a test: backoff is timing, not logic
+                if {r["event"] for r in journal.iter_all() if r["upload"] == "pending"} \
+                        <= set(st_.refused):
+                    st_.refused.clear()  # ... nor for a refused event's retry
                 before = {r["nonce"] for r in journal.iter_all() if r["upload"] == "confirmed"}
                 mark = len(cloud.received)
                 drainer.drain_once("cloud")
+                alarm = st_.alarm
                 sent_after_confirm += [x for x in cloud.received[mark:] if x in before]
                 if not journal.backlog():
                     break
@@ -93,12 +122,27 @@ def test_every_row_settles_none_lost_none_resent_after_confirm(tmp_path_factory,
             break
     rows = list(journal.iter_all())
     assert len(rows) == n  # none lost
-    assert {r["upload"] for r in rows} <= {"confirmed", "rejected"}
     assert not sent_after_confirm
     confirmed = {r["nonce"] for r in rows if r["upload"] == "confirmed"}
     assert confirmed <= set(cloud.received)
+    # A row is rejected only when named, or isolated: refused alone while the cloud
+    # took others of its event.
     rejected = [r for r in rows if r["upload"] == "rejected"]
-    assert all(r["nonce"] in cloud.poison and "400" in r["upload_note"] for r in rejected)
+    assert all(r["nonce"] in cloud.poison | cloud.named and "400" in r["upload_note"]
+               for r in rejected)
+    # What never settles waits, with the alarm, behind a scan the cloud refused without
+    # naming it and without taking any other: refused alone and together.
+    waiting = [r for r in rows if r["upload"] not in ("confirmed", "rejected")]
+    assert all(r["upload"] == "pending" for r in waiting)
+    if waiting:
+        assert alarm == "request_refused"
+        for ev in {r["event"] for r in waiting}:
+            assert min((r for r in waiting if r["event"] == ev),
+                       key=lambda r: r["id"])["nonce"] in cloud.poison
+    # Honest resent: every scan the cloud received twice went the second time marked resent.
+    assert all(cloud.resent_at_send.values())
+    twice = {x for x in cloud.received if cloud.received.count(x) > 1}
+    assert all(r["resent"] for r in rows if r["nonce"] in twice)
     # Order: within an event, the cloud first saw rows in journal order.
     first_seen = {x: i for i, x in reversed(list(enumerate(cloud.received)))}
     for ev in {r["event"] for r in rows}:

@@ -1,8 +1,14 @@
-"""SQLite connections shared by the cache and the journal."""
+"""SQLite connections shared by the cache and the journal.
+
+Both files hold personal data (names, barcodes): a writer creates them
+``0640`` and takes any wider mode back to that, so neither is ever
+world-readable (SQLite gives ``-wal`` and ``-shm`` the database's mode).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +21,21 @@ def connect(path: Path, readonly: bool) -> sqlite3.Connection:
             raise FileNotFoundError(f"no database at {path}")
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30,
                                isolation_level=None, check_same_thread=False)
+    restrict(path)
     return sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+
+
+FILE_MODE = 0o640
+
+
+def restrict(path: Path) -> None:
+    """Create *path* (and tighten its WAL files) with at most :data:`FILE_MODE`."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            mode = p.stat().st_mode & 0o777
+            if mode & ~FILE_MODE:
+                os.chmod(p, mode & FILE_MODE)
 
 
 @contextlib.contextmanager

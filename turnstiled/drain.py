@@ -2,16 +2,29 @@
 
 Rows move pending -> inflight -> confirmed | rejected, each step one
 short committed transaction on the drain's own journal connection (the
-scan path never waits on it). On start, rows left in flight by a crash go
-back to pending and are sent again: the cloud may then see a scan twice
-only if the process died between the cloud's answer and our commit, the
-one window no API without idempotency keys lets a client close.
+scan path never waits on it). Any error in a pass, expected or not, puts
+the rows it had not settled back to pending.
 
-Failures: transient ones (network, 5xx, 429/503 with Retry-After, HTML,
-half a page) put the rows back and back off with jitter; a 400/404 is
-narrowed down by halving the batch until the one refused row is recorded
-as rejected with the cloud's text; 401/403/412 stop that backend's drain
-and raise an alarm shown by ``turnstilectl status``.
+Refusals: a row is rejected only when the cloud names it (a per-scan
+answer) or when it is isolated: refused alone while the cloud took other
+scans of the same event in the same pass. A refusal of the request as a
+whole (a wrong base URL, an event the device may no longer see, a proxy's
+404 page) keeps every row pending and raises the ``request_refused``
+alarm; so does a batch whose rows the cloud refuses one by one without
+taking any. A 400/404 that names no row is narrowed down by halving, and
+after :data:`PROBES` lone refusals with nothing taken the rest of the
+batch is tried in one request as the proof either way.
+
+Duplicates: a row whose send may have reached the cloud without our
+hearing the answer (a crash, a reset or read timeout after the request
+was written, a 5xx) is marked ``resent`` before it goes again, so
+``turnstilectl scans`` shows every upload that may be doubled upstream.
+Where a cloud recognises our own earlier send of a resent row
+(:attr:`UploadResult.ours`), the row is confirmed, never rejected.
+
+Transient failures (network, 5xx, 429/503 with Retry-After, HTML, half a
+page) back off with jitter; 401/403/412 and whole-request refusals stop
+that backend's drain with an alarm shown by ``turnstilectl status``.
 """
 
 from __future__ import annotations
@@ -29,7 +42,9 @@ from turnstiled.backends.base import (
     Backend,
     BackendError,
     Rejected,
+    RequestRefused,
     UpgradeRequired,
+    UploadResult,
     UploadScan,
 )
 from turnstiled.journal import Journal
@@ -39,6 +54,7 @@ from turnstiled.worker import Worker
 logger = logging.getLogger(__name__)
 
 IDLE_POLL_S = 1.0
+PROBES = 3  # lone refusals, with nothing taken, before the rest of a batch is tried at once
 # Why an upload failed, for the metrics (``turnstiled_upload_failures_total``).
 FAILURE_KINDS = ("network", "server_error", "rate_limited", "bad_answer", "rejected",
                  "auth_refused", "upgrade_required")
@@ -69,6 +85,9 @@ class DrainState(Retry):
     sent: int = 0
     failures_by_kind: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(FAILURE_KINDS, 0))
+    # Events whose uploads the cloud refuses as a whole: until when, and why. The
+    # other events of the backend go on meanwhile.
+    refused: dict[str | None, tuple[float, str]] = field(default_factory=dict)
 
     def count_failure(self, exc: BackendError) -> None:
         kind = failure_kind(exc)
@@ -78,7 +97,18 @@ class DrainState(Retry):
 def to_upload(row: dict[str, Any]) -> UploadScan:
     return UploadScan(row["nonce"], row["barcode"], row["at"], bool(row["granted"]),
                       row["direction"], row["event"], row["ticket_id"], row["gate_id"],
-                      bool(row.get("resent")))
+                      bool(row["resent"]))
+
+
+@dataclass
+class _Pass:
+    """What one drain pass learnt: rows settled, rows refused alone, whether any went up."""
+
+    settled: set[int] = field(default_factory=set)
+    refused: dict[int, str] = field(default_factory=dict)  # refused alone: id -> why
+    taken: bool = False  # the cloud took a scan of this event in this pass
+    in_request: list[int] = field(default_factory=list)  # ids of the request under way
+    tail_tried: bool = False
 
 
 class Drainer(Worker):
@@ -133,49 +163,111 @@ class Drainer(Worker):
                 st.next_due = time.monotonic() + min(self.batch_delay_s,
                                                      self.batch_delay_s - age)
                 return 0
-        rows = journal.claim(name, size)
+        now = time.time()
+        st.refused = {ev: v for ev, v in st.refused.items() if v[0] > now}
+        rows = journal.claim(name, size, skip=st.refused)
         if not rows:
             st.next_due = time.monotonic() + IDLE_POLL_S
             return 0
-        settled: set[int] = set()
+        p = _Pass()
         try:
-            self._send(st, rows, settled)
-        except BackendError as exc:
-            journal.release([r["id"] for r in rows if r["id"] not in settled], str(exc))
+            self._send(st, rows, p)
+            if p.refused and not p.taken and not p.tail_tried:
+                # Refused alone with nothing else sent: the next scans of the event
+                # tell a refused row from a refused request.
+                more = journal.claim_event(name, rows[0]["event"], size)
+                rows += more
+                p.tail_tried = True
+                self._send(st, more, p)
+            if p.refused and not p.taken:
+                raise RequestRefused(f"upload to {name}: the cloud refused every scan sent, "
+                                     f"alone too, and took none: {next(iter(p.refused.values()))}")
+            if p.refused:
+                journal.settle([], {i: f"refused alone (the cloud took the others): {why}"
+                                    for i, why in p.refused.items()})
+                for i, why in p.refused.items():
+                    logger.warning("drain %s: scan #%d rejected: %s", name, i, why)
+                p.settled.update(p.refused)
+                st.failures_by_kind["rejected"] += len(p.refused)
+        except Exception as exc:
+            # Whatever went wrong, the rows not settled go back to pending; those
+            # of a request that may have reached the cloud are marked resent.
+            ambiguous = not isinstance(exc, BackendError) or exc.ambiguous
+            if not isinstance(exc, BackendError):
+                logger.exception("drain %s: pass failed; its scans go back to pending", name)
+                exc = BackendError(f"internal error: {type(exc).__name__}: {exc}")
+            journal.release([r["id"] for r in rows if r["id"] not in p.settled], str(exc),
+                            resent=set(p.in_request) if ambiguous else ())
             st.count_failure(exc)
             st.failed(exc, f"upload to {name}", base=self.retry[0], ceiling=self.retry[1])
-            return len(settled)
+            if isinstance(exc, RequestRefused):  # this event waits; the others need not
+                st.refused[rows[0]["event"]] = (st.next_due, str(exc))
+                st.next_due = time.time()
+            return len(p.settled)
         st.succeeded(f"upload to {name}", 0.0)
-        st.sent += len(settled)
-        return len(settled)
+        if st.refused:  # another event is still refused: the alarm stays
+            st.alarm, st.last_error = "request_refused", next(iter(st.refused.values()))[1]
+        st.sent += len(p.settled)
+        return len(p.settled)
 
-    def _send(self, st: DrainState, rows: list[dict[str, Any]], settled: set[int]) -> None:
-        """Upload *rows*; adds the ids it settled to *settled* (kept on a later error)."""
+    def _send(self, st: DrainState, rows: list[dict[str, Any]], p: _Pass) -> None:
+        """Upload *rows* in order, narrowing down a refusal that names no row."""
+        chunks = [rows]
+        while chunks:
+            chunk = chunks.pop(0)
+            p.in_request = [r["id"] for r in chunk]
+            try:
+                result = st.backend.upload([to_upload(r) for r in chunk])
+            except RequestRefused:
+                raise
+            except Rejected as exc:
+                p.in_request = []
+                if p.tail_tried and not p.taken:
+                    raise RequestRefused(f"upload to {st.backend.name}: refused alone and "
+                                         f"together, none taken: {exc}",
+                                         status=exc.status) from None
+                if len(chunk) > 1:  # which one? halve, in order
+                    half = len(chunk) // 2
+                    chunks[:0] = [chunk[:half], chunk[half:]]
+                    continue
+                p.refused[chunk[0]["id"]] = str(exc)
+                if len(p.refused) >= PROBES and not p.taken and chunks and not p.tail_tried:
+                    # Refused one by one and nothing taken: most likely the request
+                    # itself. One request with the rest of the batch settles it.
+                    p.tail_tried = True
+                    chunks = [[r for c in chunks for r in c]]
+                continue
+            p.in_request = []
+            self._settle(st, chunk, result, p)
+
+    def _settle(self, st: DrainState, rows: list[dict[str, Any]], result: UploadResult,
+                p: _Pass) -> None:
+        """Record the cloud's per-scan answer to *rows* (one transaction each way)."""
         journal = self._journal()
-        by_nonce = {r["nonce"]: r["id"] for r in rows}
-        try:
-            result = st.backend.upload([to_upload(r) for r in rows])
-        except Rejected as exc:
-            if len(rows) > 1:  # which one? halve until the refused row stands alone
-                half = len(rows) // 2
-                self._send(st, rows[:half], settled)
-                self._send(st, rows[half:], settled)
-                return
-            journal.settle([], {rows[0]["id"]: str(exc)})
-            settled.add(rows[0]["id"])
-            st.count_failure(exc)
-            logger.warning("drain %s: scan #%d rejected: %s", st.backend.name,
-                           rows[0]["id"], exc)
-            return
-        confirmed = [by_nonce[n] for n in result.confirmed if n in by_nonce]
-        rejected = {by_nonce[n]: why for n, why in result.rejected.items() if n in by_nonce}
-        journal.settle(confirmed, rejected)
+        by_nonce = {r["nonce"]: r for r in rows}
+        confirmed = [by_nonce[n]["id"] for n in result.confirmed if n in by_nonce]
+        rejected = {by_nonce[n]["id"]: why for n, why in result.rejected.items()
+                    if n in by_nonce}
+        notes: dict[int, str] = {}
+        for n in result.ours:
+            row = by_nonce.get(n)
+            if row is None:
+                continue
+            if row["resent"]:
+                confirmed.append(row["id"])
+                notes[row["id"]] = "already upstream: our earlier send of it"
+            else:  # never sent before: someone else's use of the ticket
+                rejected[row["id"]] = "already recorded upstream, not by this gate's upload"
+        journal.settle(confirmed, rejected, notes=notes)
         st.failures_by_kind["rejected"] += len(rejected)
-        settled.update(confirmed)
-        settled.update(rejected)
-        unanswered = [r["id"] for r in rows if r["id"] not in settled]
+        p.taken = p.taken or bool(confirmed)
+        p.settled.update(confirmed)
+        p.settled.update(rejected)
+        unsure = {by_nonce[n]["id"] for n in result.unsure if n in by_nonce}
+        unanswered = [r["id"] for r in rows if r["id"] not in p.settled]
         if unanswered:
-            journal.release(unanswered, "no answer for this scan in the cloud's reply")
+            journal.release(unanswered, "no answer for this scan in the cloud's reply",
+                            resent=unsure)
 
     def run_once(self) -> int:
         mono = time.monotonic()

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -264,8 +264,8 @@ class Journal(PeerUsageMixin):
         The cloud may already hold them (if the process died between its
         answer and our commit); ``resent`` keeps that visible.
         """
-        with self.conn:
-            cur = self.conn.execute(
+        with write_transaction(self.conn) as conn:
+            cur = conn.execute(
                 "UPDATE scans SET upload = 'pending', resent = 1 WHERE upload = 'inflight'")
         return cur.rowcount
 
@@ -277,42 +277,67 @@ class Journal(PeerUsageMixin):
             (source,)).fetchone()
         return int(n), oldest
 
-    def claim(self, source: str, limit: int) -> list[dict[str, Any]]:
-        """Move the oldest pending rows of *source* (one event) to in flight."""
+    def claim(self, source: str, limit: int,
+              skip: Container[str | None] = ()) -> list[dict[str, Any]]:
+        """Move the oldest pending rows of *source* (one event, not in *skip*) to in flight."""
         with write_transaction(self.conn) as conn:
-            first = conn.execute(
-                "SELECT event FROM scans WHERE upload = 'pending' AND source = ? "
-                f"AND {UPLOADABLE} ORDER BY id LIMIT 1", (source,)).fetchone()
-            if first is None:
+            if skip:  # rare (an event refused): look past it
+                events = [ev for ev, _ in conn.execute(
+                    "SELECT event, MIN(id) AS first FROM scans WHERE upload = 'pending' "
+                    f"AND source = ? AND {UPLOADABLE} GROUP BY event ORDER BY first",
+                    (source,)) if ev not in skip]
+            else:
+                events = [ev for (ev,) in conn.execute(
+                    "SELECT event FROM scans WHERE upload = 'pending' AND source = ? "
+                    f"AND {UPLOADABLE} ORDER BY id LIMIT 1", (source,))]
+            if not events:
                 return []
-            rows = list(self.db.query(
-                "SELECT * FROM scans WHERE upload = 'pending' AND source = ? "
-                f"AND event IS ? AND {UPLOADABLE} ORDER BY id LIMIT ?",
-                (source, first[0], limit)))
-            conn.executemany(
-                "UPDATE scans SET upload = 'inflight', attempts = attempts + 1 "
-                "WHERE id = ? AND upload = 'pending'", [(r["id"],) for r in rows])
+            return self._claim(conn, source, events[0], limit)
+
+    def claim_event(self, source: str, event: str | None, limit: int) -> list[dict[str, Any]]:
+        """Move the oldest pending rows of *source* and *event* to in flight."""
+        with write_transaction(self.conn) as conn:
+            return self._claim(conn, source, event, limit)
+
+    def _claim(self, conn: sqlite3.Connection, source: str, event: str | None,
+               limit: int) -> list[dict[str, Any]]:
+        rows = list(self.db.query(
+            "SELECT * FROM scans WHERE upload = 'pending' AND source = ? "
+            f"AND event IS ? AND {UPLOADABLE} ORDER BY id LIMIT ?", (source, event, limit)))
+        conn.executemany(
+            "UPDATE scans SET upload = 'inflight', attempts = attempts + 1 "
+            "WHERE id = ? AND upload = 'pending'", [(r["id"],) for r in rows])
         return rows
 
     def settle(self, confirmed: list[int], rejected: dict[int, str],
-               at: float | None = None) -> None:
-        """Mark in-flight rows confirmed or rejected (with the cloud's reason)."""
+               at: float | None = None, notes: dict[int, str] | None = None) -> None:
+        """Mark in-flight rows confirmed or rejected (with the cloud's reason), in one commit.
+
+        *notes* keeps a remark on a confirmed row (``already upstream: our earlier send``).
+        """
         at = time.time() if at is None else at
-        with self.conn:
-            self.conn.executemany(
-                "UPDATE scans SET upload = 'confirmed', uploaded_at = ?, upload_note = NULL "
-                "WHERE id = ? AND upload = 'inflight'", [(at, i) for i in confirmed])
-            self.conn.executemany(
+        notes = notes or {}
+        with write_transaction(self.conn) as conn:
+            conn.executemany(
+                "UPDATE scans SET upload = 'confirmed', uploaded_at = ?, upload_note = ? "
+                "WHERE id = ? AND upload = 'inflight'",
+                [(at, notes.get(i), i) for i in confirmed])
+            conn.executemany(
                 "UPDATE scans SET upload = 'rejected', uploaded_at = ?, upload_note = ? "
                 "WHERE id = ? AND upload = 'inflight'",
                 [(at, note[:500], i) for i, note in rejected.items()])
 
-    def release(self, ids: list[int], note: str) -> None:
-        """Put in-flight rows back to pending after a failure that may pass."""
-        with self.conn:
-            self.conn.executemany(
-                "UPDATE scans SET upload = 'pending', upload_note = ? "
-                "WHERE id = ? AND upload = 'inflight'", [(note[:500], i) for i in ids])
+    def release(self, ids: Iterable[int], note: str, *, resent: Container[int] = ()) -> None:
+        """Put in-flight rows back to pending after a failure that may pass, in one commit.
+
+        Rows in *resent* may have reached the cloud (its answer was lost):
+        they are marked ``resent``, as their next send may be a duplicate.
+        """
+        with write_transaction(self.conn) as conn:
+            conn.executemany(
+                "UPDATE scans SET upload = 'pending', upload_note = ?, resent = resent | ? "
+                "WHERE id = ? AND upload = 'inflight'",
+                [(note[:500], int(i in resent), i) for i in ids])
 
     def backlog(self) -> dict[str, dict[str, Any]]:
         """Per source: rows waiting for upload and the time of the oldest."""
@@ -330,8 +355,8 @@ class Journal(PeerUsageMixin):
         """
         total = 0
         while True:
-            with self.conn:
-                cur = self.conn.execute(
+            with write_transaction(self.conn) as conn:
+                cur = conn.execute(
                     "DELETE FROM scans WHERE id IN (SELECT id FROM scans WHERE at < ? AND "
                     "upload IN ('confirmed', 'rejected', 'local') ORDER BY id LIMIT ?)",
                     (older_than, batch))

@@ -3,8 +3,9 @@
 Shared by the syncer and the drain: exponential backoff with jitter that
 honours Retry-After for trouble that may pass, a slow retry plus an
 alarm for refused credentials, "client upgrade required", an answer no
-working set-up gives (wrong URL) or a code or event the cloud does not
-recognise, and logging
+working set-up gives (wrong URL, a proxy's HTML 404 page), a code or
+event the cloud does not recognise, and a request refused as a whole (an
+event the device may no longer see), and logging
 once per outage (a warning when it starts, an info line when it ends).
 """
 
@@ -20,6 +21,7 @@ from turnstiled.backends.base import (
     AuthError,
     BackendError,
     Misconfigured,
+    RequestRefused,
     Unrecognised,
     UpgradeRequired,
 )
@@ -29,6 +31,9 @@ logger = logging.getLogger(__name__)
 BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 300.0
 ALARM_RETRY_S = 300.0
+ALARMS = {AuthError: "auth_refused", UpgradeRequired: "upgrade_required",
+          Misconfigured: "misconfigured", Unrecognised: "not_recognised",
+          RequestRefused: "request_refused"}
 
 
 def backoff(failures: int, retry_after: float | None = None, *,
@@ -53,8 +58,7 @@ class Retry:
 
     next_due: float = 0.0  # time.monotonic(): a step of the wall clock moves no retry
     failures: int = 0
-    # "auth_refused" | "upgrade_required" | "misconfigured" | "not_recognised"
-    alarm: str | None = None
+    alarm: str | None = None  # while it lasts: one of ALARMS
     last_error: str | None = None
 
     def failed(self, exc: BackendError, what: str, *, base: float = BACKOFF_BASE_S,
@@ -62,10 +66,8 @@ class Retry:
         """Record *exc*, schedule the next try; returns the state to show."""
         self.failures += 1
         self.last_error = str(exc)
-        if isinstance(exc, AuthError | UpgradeRequired | Misconfigured | Unrecognised):
-            state = ("auth_refused" if isinstance(exc, AuthError) else "misconfigured"
-                     if isinstance(exc, Misconfigured) else "not_recognised"
-                     if isinstance(exc, Unrecognised) else "upgrade_required")
+        state = next((a for kind, a in ALARMS.items() if isinstance(exc, kind)), None)
+        if state is not None:
             if self.alarm != state:
                 logger.error("%s stopped: %s", what, exc)
             self.alarm = state

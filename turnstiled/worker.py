@@ -1,4 +1,9 @@
-"""A background loop with a stop signal and a bounded shutdown (sync and drain)."""
+"""A background loop with a stop signal and a bounded shutdown (sync and drain).
+
+A loop counts as progressing after every pass and after every request it
+makes (:func:`report_progress`, called by the HTTP client): a slow but
+working cloud never looks like a hang to the watchdog; a wedged loop does.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,15 @@ from collections.abc import Callable
 logger = logging.getLogger(__name__)
 
 BACKGROUND_NICE = 10
+
+_running = threading.local()  # .worker: the Worker whose loop runs in this thread
+
+
+def report_progress() -> None:
+    """Tell this thread's loop (if any) that it progressed: one request answered or failed."""
+    worker = getattr(_running, "worker", None)
+    if worker is not None and worker.on_progress is not None:
+        worker.on_progress()
 
 
 class Worker(ABC):
@@ -54,6 +68,7 @@ class Worker(ABC):
         # scheduled one by one, so this lowers only this thread).
         with contextlib.suppress(OSError, AttributeError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+        _running.worker = self
         try:
             while not self._stop.is_set():
                 try:

@@ -17,6 +17,7 @@ from turnstiled.backends.base import (
     Misconfigured,
     OnlineAnswer,
     Rejected,
+    RequestRefused,
     TransientError,
     UpgradeRequired,
     UploadResult,
@@ -40,6 +41,7 @@ def make_backends(sources: dict[str, Any]) -> list[Backend]:
 
 __all__ = [
     "REGISTRY", "AuthError", "Backend", "BackendError", "Capabilities", "Misconfigured",
-    "OnlineAnswer", "Rejected", "TransientError", "UpgradeRequired", "UploadResult", "UploadScan",
+    "OnlineAnswer", "Rejected", "RequestRefused", "TransientError", "UpgradeRequired",
+    "UploadResult", "UploadScan",
     "make_backends",
 ]

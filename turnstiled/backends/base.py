@@ -21,10 +21,13 @@ class BackendError(TurnstileError, OSError):
     """A ticket cloud could not be used right now."""
 
     def __init__(self, message: str, *, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, ambiguous: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        # The request may have reached the cloud and been applied (a reset or
+        # timeout after it was written, a 5xx): what it carried may be resent.
+        self.ambiguous = ambiguous
 
 
 class TransientError(BackendError):
@@ -40,7 +43,11 @@ class UpgradeRequired(BackendError):
 
 
 class Rejected(BackendError):
-    """The cloud refused this request for good (400/404): do not resend it."""
+    """The cloud refused this request (400/404) without saying which part of it."""
+
+
+class RequestRefused(Rejected):
+    """Refused as a whole (an event the device no longer sees): no row is at fault."""
 
 
 class Misconfigured(BackendError):
@@ -91,10 +98,18 @@ class UploadScan:
 
 @dataclass
 class UploadResult:
-    """Per nonce: confirmed, or rejected upstream with the reason."""
+    """Per nonce: what the cloud said of each scan; a nonce left out goes back to pending.
+
+    ``ours``: resent scans the cloud already held, from our own earlier send
+    (TickeTing's "already admitted" by this device, a chapter-event count):
+    confirmed, never rejected. ``unsure``: sent, but the answer was lost
+    (they go back to pending marked ``resent``).
+    """
 
     confirmed: list[str] = field(default_factory=list)
     rejected: dict[str, str] = field(default_factory=dict)
+    ours: list[str] = field(default_factory=list)
+    unsure: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -4,7 +4,16 @@
 hierarchy, so sync and the drain need one ``except`` per meaning: a 500,
 a 429, an HTML error page, a connection reset or half a JSON document are
 all :class:`TransientError`; 401/403 :class:`AuthError`; 412
-:class:`UpgradeRequired`; 400/404 :class:`Rejected`.
+:class:`UpgradeRequired`; a JSON 400/404 :class:`Rejected`, and a 4xx
+that is an HTML page or no JSON at all (a wrong base URL, a proxy's 404
+page) :class:`Misconfigured`: it concerns the set-up, never a row.
+
+A failure after the request was written (a reset or read timeout, a 5xx
+other than 503) is marked ``ambiguous``: the cloud may have applied it.
+
+Error texts never carry a credential or a full barcode: path segments
+that look like codes are shown by their last four characters, and httpx's
+own request log (every URL, at ``info``) is silenced.
 """
 
 from __future__ import annotations
@@ -12,23 +21,61 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 
 from turnstiled.backends.base import (
     AuthError,
+    Misconfigured,
     Rejected,
     TransientError,
     UpgradeRequired,
 )
 from turnstiled.backends.window import CloudClock
+from turnstiled.worker import report_progress
 
 logger = logging.getLogger(__name__)
 
+# httpx logs every request's full URL at info, and our URLs carry barcodes
+# (vivenu) and admission codes (TickeTing): its warnings are all we keep.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
+
 USER_AGENT = "turnstiled/0.1"
+# A path segment that may be a barcode, a code or an id: 6+ characters with a
+# digit, or 6+ capitals (chapter-event ids, TickeTing admission codes).
+_CODE = re.compile(r"^(?=.*\d)[^/]{6,}$|^[A-Z0-9_-]{6,}$")
+# Statuses whose request the server (or one behind a proxy) may have applied.
+_AMBIGUOUS = (500, 502, 504)
+# httpx errors raised before a byte of the request reached the server.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
+             httpx.UnsupportedProtocol, httpx.LocalProtocolError)
+
+
+def mask(text: str) -> str:
+    """*text* as errors and logs may show it: only its last four characters."""
+    return "…" + text[-4:] if len(text) > 4 else "…"
+
+
+def masked_path(path: str) -> str:
+    """*path* with every code-like segment masked (``tickets/…7Q2X``)."""
+    return "/".join(mask(seg) if _CODE.match(seg) else seg for seg in path.split("/"))
+
+
+def _scrub(text: str, path: str) -> str:
+    """*text* without the code-like segments of *path* (servers echo paths)."""
+    for seg in path.split("/"):
+        if _CODE.match(seg):
+            text = text.replace(seg, mask(seg))
+            raw = unquote(seg)
+            if raw != seg:
+                text = text.replace(raw, mask(raw))
+    return text
 
 
 def retry_after(value: str | None) -> float | None:
@@ -99,19 +146,24 @@ class Http:
             kwargs["json"] = json_body
         if timeout is not None:
             kwargs["timeout"] = timeout
-        what = f"{self.vendor} {method} {path}"
+        what = f"{self.vendor} {method} {masked_path(path)}"
         try:
-            resp = self.client.request(method, path.lstrip("/"), **kwargs)
-            resp.read()
+            try:
+                resp = self.client.request(method, path.lstrip("/"), **kwargs)
+                resp.read()
+            finally:
+                report_progress()
         except httpx.TimeoutException as exc:
-            raise TransientError(f"{what}: timed out ({type(exc).__name__})") from None
+            raise TransientError(f"{what}: timed out ({type(exc).__name__})",
+                                 ambiguous=not isinstance(exc, _NOT_SENT)) from None
         except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from None
+            raise TransientError(_scrub(f"{what}: {type(exc).__name__}: {exc}", path),
+                                 ambiguous=not isinstance(exc, _NOT_SENT)) from None
         self.clock.observe(resp.headers.get("Date"))
         status = resp.status_code
         if status in ok or status in allow:
             return status, self._json(resp, what, required=status in ok, decode=decode)
-        msg = f"{what}: HTTP {status} {_message(resp)}"
+        msg = _scrub(f"{what}: HTTP {status} {_message(resp)}", path)
         if status in (401, 403):
             raise AuthError(msg, status=status)
         if status == 412:
@@ -119,21 +171,37 @@ class Http:
         if status in (429, 503):
             raise TransientError(msg, status=status,
                                  retry_after=retry_after(resp.headers.get("Retry-After")))
-        if status in (400, 404, 409, 410, 422):
+        if status in (400, 404, 405, 409, 410, 422):
+            if not _is_json(resp):
+                raise Misconfigured(f"{what}: HTTP {status} with no JSON body (wrong base "
+                                    "URL, or a proxy's page?)", status=status)
             raise Rejected(msg, status=status)
-        raise TransientError(msg, status=status)
+        raise TransientError(msg, status=status, ambiguous=status in _AMBIGUOUS)
 
     @staticmethod
     def _json(resp: httpx.Response, what: str, *, required: bool,
               decode: Callable[[bytes], Any] | None = None) -> Any:
-        ctype = resp.headers.get("Content-Type", "")
-        if "html" in ctype.lower():
-            raise TransientError(f"{what}: HTML page instead of JSON (HTTP {resp.status_code})",
-                                 status=resp.status_code)
+        status = resp.status_code
+        if "html" in resp.headers.get("Content-Type", "").lower():
+            if 400 <= status < 500:  # an allowed 404 that a proxy or a wrong URL answered
+                raise Misconfigured(f"{what}: HTML page instead of JSON (HTTP {status}): "
+                                    "wrong base URL, or a proxy's page?", status=status)
+            raise TransientError(f"{what}: HTML page instead of JSON (HTTP {status})",
+                                 status=status)
         try:
             return resp.json() if decode is None else decode(resp.content)
         except ValueError:  # json.JSONDecodeError, UnicodeDecodeError, msgspec.DecodeError
             if not required and not resp.content:
                 return None
             raise TransientError(f"{what}: answer is not complete JSON "
-                                 f"({len(resp.content)} bytes)", status=resp.status_code) from None
+                                 f"({len(resp.content)} bytes)", status=status) from None
+
+
+def _is_json(resp: httpx.Response) -> bool:
+    if "html" in resp.headers.get("Content-Type", "").lower():
+        return False
+    try:
+        resp.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return True

@@ -30,6 +30,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,7 @@ from turnstiled.timeutil import iso, parse_iso
 logger = logging.getLogger(__name__)
 
 NAME = "vivenu"
+ROW_ERROR = re.compile(r"HTTP 400 \[(\d+)\] ")  # a batch refusal naming its scan's index
 STATUS = {"VALID": "valid", "INVALID": "invalid", "DETAILSREQUIRED": "invalid",
           "RESERVED": "invalid", "BLANK": "invalid"}
 
@@ -316,7 +318,17 @@ class VivenuBackend(Backend):
             body = [{**({"ticketId": s.ticket_id} if s.ticket_id else {}), "barcode": s.barcode,
                      "scanned_at": iso(s.at) or "", "type": "OK" if s.granted else "FAIL",
                      "direction": "OUT" if s.direction == "out" else "IN"} for s in group]
-            self.http.request("POST", f"scans/{quote(event, safe='')}", json_body=body,
-                              ok=(200, 201))
+            try:
+                self.http.request("POST", f"scans/{quote(event, safe='')}", json_body=body,
+                                  ok=(200, 201))
+            except Rejected as exc:
+                # "[i] what is wrong": the cloud names one scan and took none of the
+                # request; the others go back to pending. Without an index the
+                # refusal names no scan: the drain tells row from request.
+                named = ROW_ERROR.search(str(exc))
+                if named is None or int(named[1]) >= len(group) or exc.status != 400:
+                    raise
+                result.rejected[group[int(named[1])].nonce] = str(exc)
+                return result
             result.confirmed.extend(s.nonce for s in group)
         return result

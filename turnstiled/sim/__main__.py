@@ -15,7 +15,7 @@ one emulator (default: all). ROUTE is a glob over ``METHOD /path`` or
 KIND ``500``/``503``/any 400-599 status, ``429`` (ARG: Retry-After s),
 ``latency`` (ARG ms), ``hang`` (no answer for ARG s), ``reset`` (RST
 mid-body), ``stall`` (half the body, then silence for ARG s), ``truncate``
-(half the JSON), ``html200``, ``html502``, ``auth`` (credentials refused).
+(half the JSON), ``html200``, ``html404``, ``html502``, ``auth`` (credentials refused).
 The request is not applied, except by ``stall`` and ``truncate``; ``!``
 applies it first (``hang!``, ``reset!``: the cloud took it, the answer is
 lost). ``xN``: the next N matching requests only (``x1`` one-shot, default

@@ -25,6 +25,8 @@ KIND           effect
                JSON body (Content-Length matches the cut body)
 ``html200``    an HTML error page with status 200 (a captive portal, a proxy)
 ``html502``    an HTML error page with status 502 (a load balancer)
+``html404``    an HTML 404 page (a proxy or a wrong base URL): a refusal of
+               the request as a whole, not of anything in it
 ``auth``       answer as if the credentials were wrong (the vendor's own
                401 answer; TickeTing answers a wrong key with 403)
 =============  ===============================================================
@@ -61,9 +63,10 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-NAMED_KINDS = ("latency", "hang", "stall", "reset", "truncate", "html200", "html502", "auth")
+NAMED_KINDS = ("latency", "hang", "stall", "reset", "truncate", "html200", "html404", "html502",
+               "auth")
 DEFAULT_ARG = {"429": 1.0, "latency": 200.0, "hang": 30.0, "stall": 30.0}
-_SPEC = re.compile(r"^(?P<kind>[a-z]+(?:200|502)?|\d{3})(?P<applied>!)?"
+_SPEC = re.compile(r"^(?P<kind>[a-z]+(?:200|404|502)?|\d{3})(?P<applied>!)?"
                    r"(?::(?P<arg>\d+(?:\.\d+)?))?"
                    r"(?:x(?P<n>\d+))?(?:%(?P<p>\d+(?:\.\d+)?))?(?:@(?P<skip>\d+))?$")
 

@@ -54,6 +54,9 @@ logger = logging.getLogger(__name__)
 
 HTML = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>"
         b"<h1>Bad Gateway</h1><p>The upstream server is not responding.</p></body></html>")
+HTML404 = (b"<!DOCTYPE html><html><head><title>404 Not Found</title></head><body>"
+           b"<h1>Not Found</h1><p>The requested URL was not found on this server.</p>"
+           b"</body></html>")
 REASONS = {200: "OK", 201: "Created", 301: "Moved Permanently", 400: "Bad Request",
            401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
            412: "Precondition Failed", 415: "Unsupported Media Type",
@@ -338,9 +341,10 @@ class Emulator(ABC):
             self._stopping.wait(f.arg or 0)
             h.close_connection = True
             return None
-        if kind in ("html200", "html502"):
-            status = 200 if kind == "html200" else 502
-            self._write(h, status, HTML, ctype="text/html; charset=utf-8")
+        if kind in ("html200", "html404", "html502"):
+            status = int(kind[4:])
+            self._write(h, status, HTML404 if status == 404 else HTML,
+                        ctype="text/html; charset=utf-8")
             return status
         if kind.isdigit():
             headers = {"Retry-After": f"{f.arg or 0:g}"} if kind == "429" else {}
