@@ -163,7 +163,7 @@ class Drainer(Worker):
                 st.next_due = time.monotonic() + min(self.batch_delay_s,
                                                      self.batch_delay_s - age)
                 return 0
-        now = time.time()
+        now = time.monotonic()
         st.refused = {ev: v for ev, v in st.refused.items() if v[0] > now}
         rows = journal.claim(name, size, skip=st.refused)
         if not rows:
@@ -202,7 +202,7 @@ class Drainer(Worker):
             st.failed(exc, f"upload to {name}", base=self.retry[0], ceiling=self.retry[1])
             if isinstance(exc, RequestRefused):  # this event waits; the others need not
                 st.refused[rows[0]["event"]] = (st.next_due, str(exc))
-                st.next_due = time.time()
+                st.next_due = time.monotonic()
             return len(p.settled)
         st.succeeded(f"upload to {name}", 0.0)
         if st.refused:  # another event is still refused: the alarm stays
