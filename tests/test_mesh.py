@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +30,7 @@ from turnstiled.daemon import Daemon
 from turnstiled.journal import Journal
 from turnstiled.pipeline import Outcome
 from turnstiled.rules import Ticket
+from turnstiled.sim.broker import free_port
 
 SLOW = 60.0  # generous: CI is a busy 2-core machine
 TICKETS = [
@@ -122,6 +125,12 @@ def test_admitted_at_a_refused_at_b(venue):
     first = a.scan("SINGLE-1")
     assert first.evaluation.decision.granted
     assert wait_until(lambda: b.knows("a"), SLOW)
+    # turnstilectl lookup at B already knows (read-only, as a scan would decide)
+    from argparse import Namespace
+
+    from turnstiled import cli
+    args = Namespace(json=True, barcode="SINGLE-1", direction="in")
+    assert cli.cmd_lookup(b.daemon.cfg, args) == 1
     again = b.scan("SINGLE-1")
     assert not again.evaluation.decision.granted
     assert again.evaluation.decision.reason == "already_used"
@@ -353,5 +362,37 @@ def test_shipped_broker_config_passwords_and_acl(tmp_path, venue):
         assert not wrong.daemon.mesh.state()["connected"]
         forger.loop_stop()
         forger.disconnect()
+    finally:
+        broker.stop()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI needed for a test CA")
+def test_mqtts_with_the_venue_ca(tmp_path, venue):
+    d = tmp_path / "tls"
+    d.mkdir()
+
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=venue-ca",
+        "-keyout", "ca.key", "-out", "ca.crt")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
+        "broker.key", "-out", "broker.csr")
+    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    ssl("x509", "-req", "-in", "broker.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "san.cnf", "-out", "broker.crt")
+    port = free_port()
+    broker = Broker(tmp_path / "tls-broker", port, (
+        f"listener {port} 127.0.0.1\ncafile {d}/ca.crt\ncertfile {d}/broker.crt\n"
+        f"keyfile {d}/broker.key\nallow_anonymous true\nuser {getpass.getuser()}\n"))
+    broker.start()
+    try:
+        url = f"mqtts://127.0.0.1:{port}"
+        a = venue("a", mesh={"broker": url, "ca_file": str(d / "ca.crt")})
+        b = venue("b", mesh={"broker": url, "ca_file": str(d / "ca.crt")})
+        assert wait_until(connected(a, b), SLOW)
+        assert a.scan("SINGLE-1").evaluation.decision.granted
+        assert wait_until(lambda: b.knows("a"), SLOW)
+        assert b.scan("SINGLE-1").evaluation.decision.reason == "already_used"
     finally:
         broker.stop()
