@@ -59,15 +59,7 @@ def cmd_import(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _open_readonly(cfg: Config) -> tuple[Cache | None, Journal | None]:
-    try:
-        cache: Cache | None = Cache(cfg.paths.cache_db, readonly=True)
-    except (FileNotFoundError, OSError):
-        cache = None
-    try:
-        journal: Journal | None = Journal(cfg.paths.journal_db, readonly=True)
-    except (FileNotFoundError, OSError):
-        journal = None
-    return cache, journal
+    return figures.open_readonly(cfg)
 
 
 def _argv_bytes(text: str) -> bytes:

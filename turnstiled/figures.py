@@ -71,8 +71,8 @@ def read(cache: Cache | None, journal: Journal | None, now: float | None = None,
     return out
 
 
-def stored(cfg: Config, now: float | None = None, *, counts: bool = True) -> dict[str, Any]:
-    """:func:`read` through read-only connections of its own (per call)."""
+def open_readonly(cfg: Config) -> tuple[Cache | None, Journal | None]:
+    """Read-only connections to both databases (None for a file not there yet)."""
     try:
         cache: Cache | None = Cache(cfg.paths.cache_db, readonly=True)
     except (FileNotFoundError, OSError):
@@ -81,6 +81,12 @@ def stored(cfg: Config, now: float | None = None, *, counts: bool = True) -> dic
         journal: Journal | None = Journal(cfg.paths.journal_db, readonly=True)
     except (FileNotFoundError, OSError):
         journal = None
+    return cache, journal
+
+
+def stored(cfg: Config, now: float | None = None, *, counts: bool = True) -> dict[str, Any]:
+    """:func:`read` through read-only connections of its own (per call)."""
+    cache, journal = open_readonly(cfg)
     try:
         return read(cache, journal, now, counts=counts)
     finally:
