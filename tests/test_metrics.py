@@ -122,8 +122,11 @@ online_check = false
 timeout_s = 2.0
 """)
         (tmp_path / "textfile").mkdir()
+        # The endpoint is bound by the metrics thread, maybe after the scanners
+        # connected: wait for the address it reports.
         assert wait_until(lambda: (s := status(sock)) is not None
-                          and all(x["connected"] for x in s["scanners"]), 30), log.read_text()
+                          and all(x["connected"] for x in s["scanners"])
+                          and s["metrics"]["listen"], 30), log.read_text()
         listen = status(sock)["metrics"]["listen"]
         host, port = parse_listen(listen)
         assert host == "127.0.0.1" and port > 0
@@ -263,7 +266,8 @@ debounce_s = 0.0
 listen = "127.0.0.1:0"
 """)
     assert wait_until(lambda: (s := status(sock)) is not None
-                      and all(x["connected"] for x in s["scanners"]), 30), log.read_text()
+                      and all(x["connected"] for x in s["scanners"])
+                      and s["metrics"]["listen"], 30), log.read_text()
     url = f"http://{status(sock)['metrics']['listen']}/metrics"
     unknown = {"result": "denied", "reason": "unknown", "scanner": "entry", "direction": "in"}
     os.write(master, b"NOPE-1\r")
