@@ -152,6 +152,11 @@ class CrowdManagerState(TicketState):
         sector = int(zone)
         return {"sector": sector, "sector_txt": SECTORS.get(sector, str(sector))}
 
+    def first_listed(self, n: int, scope: Any = None) -> list[int]:
+        """Ids of the *n* least recently changed tickets (the list's ``ASC`` order)."""
+        with self.lock:
+            return [k for _, k in self._index[:n]]
+
     # -- queries ---------------------------------------------------------------
     def window(self, what: str, lo: int, hi: int, page: int, size: int, desc: bool
                ) -> tuple[list[dict[str, Any]], int]:
@@ -244,7 +249,7 @@ class CrowdManagerEmulator(Emulator):
             state: CrowdManagerState = self.state  # type: ignore[assignment]
             items, count = state.window(what, lo, hi, page, size, order == "DESC")
             if what == "tickets":
-                self.churn([k for _, k in state._index[:self.edits_per_page]])
+                self.churn()
             text = self._as_text()
             return {"count": str(count) if text else count, "page": str(page) if text else page,
                     "items": items}

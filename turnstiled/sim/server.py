@@ -154,13 +154,13 @@ class Emulator(ABC):
         """The cloud's time now: the gate's clock plus ``clock_offset``."""
         return time.time() + self.clock_offset
 
-    def churn(self, keys: Iterable[Any]) -> None:
-        """Edit ``edits_per_page`` of *keys* (call after serving a list page)."""
+    def churn(self, scope: Any = None) -> None:
+        """Edit the ``edits_per_page`` tickets listed first (of *scope*); call after a page."""
         n = self.edits_per_page
         if n <= 0:
             return
         with self.lock:
-            for key in list(keys)[:n]:
+            for key in self.state.first_listed(n, scope):
                 self.state.touch(key)
 
     # -- the Python API (the shorthands serve callers older than .state/.faults) --

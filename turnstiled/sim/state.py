@@ -10,6 +10,7 @@ delta sync finds it. Each emulator subclasses :class:`TicketState`.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -59,6 +60,11 @@ class TicketState(ABC):
     @abstractmethod
     def zone_changes(self, row: dict[str, Any], zone: Any) -> dict[str, Any]:
         """The changes that move *row* to *zone* in this vendor's terms."""
+
+    def first_listed(self, n: int, scope: Any = None) -> list[Any]:
+        """Keys of the *n* tickets the vendor's list (of *scope*, e.g. an event) shows first:
+        those a client paging forward has read already. Default: the order of ``rows``."""
+        return [r[self.key_field] for r in itertools.islice(self.rows(), n)]
 
     def extra_admin(self, action: str, key: Any, body: dict[str, Any]) -> Any:
         raise ValueError(f"action must be list, get, add, cancel, rezone or update, "

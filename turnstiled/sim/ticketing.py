@@ -174,6 +174,11 @@ class TicketingState(TicketState):
             raise ValueError(f"no section {zone!r} in event {row['_event']}")
         return {"section": {"self": uri, "name": self.sections[uri]}}
 
+    def first_listed(self, n: int, scope: Any = None) -> list[str]:
+        """Serials of the *n* least recently changed tickets of the event *scope*."""
+        with self.lock:
+            return [s for _, s in self._index[scope][:n]]
+
     # -- queries ---------------------------------------------------------------
     def modified(self, event: str, since: float | None) -> list[str]:
         """Serials of *event* modified at or after *since*, oldest change first."""
@@ -377,7 +382,7 @@ class TicketingEmulator(Emulator):
             serials = s.modified(req.params["event"], cut)
             body = self._paged(serials, records, page)
             body["entries"] = [s.public(s.by_serial[x]) for x in body["entries"]]
-            self.churn(s.modified(req.params["event"], None)[:self.edits_per_page])
+            self.churn(req.params["event"])
         if self.strings:
             body.update({k: str(body[k]) for k in ("total", "page", "records")})
         return body

@@ -185,10 +185,10 @@ class VivenuState(TicketState):
                 else [str(zone)]}
 
     # -- queries ---------------------------------------------------------------
-    def oldest(self, event: str, n: int) -> list[str]:
-        """Barcodes of the *n* least recently changed tickets of *event*."""
+    def first_listed(self, n: int, scope: Any = None) -> list[str]:
+        """Barcodes of the *n* least recently changed tickets of the event *scope*."""
         with self.lock:
-            return [c for _, _, c in self._index[event][:n]]
+            return [c for _, _, c in self._index[scope][:n]]
 
     def page(self, event: str, top: int, skip: int, lo: int | None, hi: int | None
              ) -> tuple[list[bytes], int]:
@@ -318,7 +318,7 @@ class VivenuEmulator(Emulator):
         lo = _ms(q["from"], "from") if q.get("from") else None
         hi = _ms(q["until"], "until") if q.get("until") else None
         page, total = state.page(event, int(top), int(skip), lo, hi)
-        self.churn(state.oldest(event, self.edits_per_page))
+        self.churn(event)
         return b'{"docs":[' + b",".join(page) + b'],"total":' + str(total).encode() + b"}"
 
     def _ticket(self, req: Request) -> Any:
