@@ -149,3 +149,16 @@ def test_cancel_and_rezone_show_in_the_list_with_a_later_updated(admin):
                                                    "service": 1}).status_code == 400
         added = admin(emu, "POST", "tickets", json={"action": "add", "count": 2}).json()
         assert [t["id"] for t in added] == [800005, 800006] and len(emu.state) == 7
+
+
+def test_edits_between_pages_touch_the_tickets_listed_first(start):
+    emu = start("octopus", tickets=10, seed=2, edits_per_page=2)
+    c = emu.credentials
+    before = [t["updated"] for t in emu.state.tickets]
+    page = HTTP.get(f"{emu.base_url}/Location/{c['location_id']}/tickets",
+                    headers={"Authorization": f"Bearer {c['api_key']}"},
+                    params={"limit": 4}).json()["data"]
+    assert [t["updated"] for t in page] == before[:4]  # the page as it was served
+    after = [t["updated"] for t in emu.state.tickets]
+    assert after[2:] == before[2:]
+    assert after[0] > before[0] and after[1] > before[1]

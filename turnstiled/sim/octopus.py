@@ -201,7 +201,9 @@ class OctopusEmulator(Emulator):
 
     def _list_tickets(self, req: Request) -> Any:
         self._auth(req)
-        return self._page(req, self.state.tickets)
+        page = self._page(req, self.state.tickets)
+        self.churn()
+        return page
 
     def _post_ticket(self, req: Request) -> Any:
         self._auth(req)
