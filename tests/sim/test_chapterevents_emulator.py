@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -111,6 +112,14 @@ def test_the_event_list_shows_shows_still_on_sale(emu):
     assert shows[0]["sales_stop_at"] < shows[0]["event_at"]
     assert [t["id"] for t in body["ticket_types"]] == [1, 2]
     assert body["ticket_types"][0]["price"] == "199.99"
+
+
+def test_sales_stop_by_the_clouds_clock(start):
+    # Shows placed around the gate's now; the cloud's clock runs 10.5 days ahead, past the
+    # first show's sales stop (10 days less half an hour), not the second's (11 days).
+    emu = start("chapterevents", tickets=5, seed=1, now=time.time(), clock_offset=10.5 * 86400)
+    shows = HTTP.get(f"{emu.base_url}/get_chapterevents/").json()["chapter_events"]
+    assert [s["id"] for s in shows] == [2]
 
 
 def test_reserve_and_pay(emu):

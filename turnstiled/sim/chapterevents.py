@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -286,8 +285,8 @@ class ChapterEventsEmulator(Emulator):
                 "ticket_types": [t for t in TICKET_TYPES if t["id"] in wanted]}
 
     def clock(self) -> float:
-        """The emulator's idea of now: its start time or, once later, the clock."""
-        return max(self.now, time.time())
+        """The emulator's idea of now: its start time or, once later, the cloud's clock."""
+        return max(self.now, self.cloud_time())
 
     def _reserve(self, req: Request) -> Any:
         body, _ = self._data(req)
