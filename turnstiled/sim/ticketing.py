@@ -72,6 +72,11 @@ def _version(text: str | None) -> tuple[int, ...]:
     return (*parts, 0, 0, 0)[:3] if parts else ()
 
 
+def _token_view(token: dict[str, Any]) -> dict[str, Any]:
+    """An admission token as the API shows it (without its key)."""
+    return {k: token[k] for k in ("self", "code", "global", "sections")}
+
+
 class TicketingState(TicketState):
     """Two events with their sections, admission tokens and tickets."""
 
@@ -117,10 +122,10 @@ class TicketingState(TicketState):
         code = seed.unique(lambda: seed.ticketing_token_code(self.rng), self.tokens)
         key = seed.code(self.rng, 32, "0123456789abcdef")
         token = {"self": f"/events/{event}/tokens/{tid}", "code": code, "global": global_,
-                 "sections": list(sections)}
-        self.tokens[code] = {**token, "id": tid, "key": key, "event": event}
+                 "sections": list(sections), "id": tid, "key": key, "event": event}
+        self.tokens[code] = token
         self.keys[key] = {"admin": False, "event": event, "sections": set(sections)}
-        return token
+        return _token_view(token)
 
     def _new(self, event: str, at: float, i: int) -> dict[str, Any]:
         r = self.rng
@@ -244,8 +249,8 @@ class TicketingEmulator(Emulator):
         if _version(req.headers.get("x-client-version")) < MIN_VERSION:
             raise HttpError(412, UPGRADE)
 
-    def _key(self, req: Request, *, admin: bool = False) -> dict[str, Any]:
-        """The caller's key, allowed on the path's event (404 for an unknown event)."""
+    def _caller(self, req: Request) -> dict[str, Any]:
+        """The caller's key: 412 for an old client, 401 without a key, 403 for an unknown one."""
         self._client(req)
         key = req.headers.get("x-api-key", "").strip()
         if not key:
@@ -254,6 +259,12 @@ class TicketingEmulator(Emulator):
         who = s.keys.get(key)
         if who is None:
             raise HttpError(403, RESTRICTED)
+        return who
+
+    def _key(self, req: Request, *, admin: bool = False) -> dict[str, Any]:
+        """The caller's key, allowed on the path's event (404 for an unknown event)."""
+        who = self._caller(req)
+        s: TicketingState = self.state  # type: ignore[assignment]
         if req.params["event"] not in s.events:
             raise HttpError(404, NO_RESOURCE)
         if not who["admin"] and (admin or who["event"] != req.params["event"]):
@@ -280,13 +291,9 @@ class TicketingEmulator(Emulator):
 
     # -- routes ------------------------------------------------------------
     def _exchange(self, req: Request) -> Any:
-        self._client(req)
-        key = req.headers.get("x-api-key", "").strip()
-        if not key:
-            raise HttpError(401, UNAUTHENTICATED)
-        s: TicketingState = self.state  # type: ignore[assignment]
-        if not s.keys.get(key, {}).get("admin"):
+        if not self._caller(req)["admin"]:  # only the integration's own key exchanges codes
             raise HttpError(403, RESTRICTED)
+        s: TicketingState = self.state  # type: ignore[assignment]
         token = s.tokens.get(req.params["code"].upper())
         self.record("token_exchange", code=req.params["code"], found=token is not None)
         if token is None:
@@ -294,24 +301,28 @@ class TicketingEmulator(Emulator):
         return {"key": token["key"], "event": f"/events/{token['event']}",
                 "sections": list(token["sections"])}
 
-    def _post_token(self, req: Request) -> Any:
-        self._key(req, admin=True)
+    def _sections(self, req: Request, event: str) -> list[str]:
+        """The body's ``sections``: 400 unless a non-empty list of sections of *event*."""
         s: TicketingState = self.state  # type: ignore[assignment]
-        event = req.params["event"]
         sections = req.body.get("sections") if isinstance(req.body, dict) else None
         if not isinstance(sections, list) or not sections or \
                 any(s.section_event.get(x) != event for x in sections):
             raise HttpError(400, {"error": "sections must list sections of this event"})
+        return sections
+
+    def _post_token(self, req: Request) -> Any:
+        self._key(req, admin=True)
+        s: TicketingState = self.state  # type: ignore[assignment]
+        sections = self._sections(req, req.params["event"])
         with self.lock:
-            return 201, s.issue_token(event, sections, global_=False)
+            return 201, s.issue_token(req.params["event"], sections, global_=False)
 
     def _list_tokens(self, req: Request) -> Any:
         self._key(req, admin=True)
         records, page = self._paging(req)
         want = req.query.get("global")
         s: TicketingState = self.state  # type: ignore[assignment]
-        rows = [{k: t[k] for k in ("self", "code", "global", "sections")}
-                for t in s.tokens.values() if t["event"] == req.params["event"]
+        rows = [_token_view(t) for t in s.tokens.values() if t["event"] == req.params["event"]
                 and (want is None or t["global"] == (want.lower() in ("true", "1")))]
         return self._paged(rows, records, page)
 
@@ -325,17 +336,14 @@ class TicketingEmulator(Emulator):
     def _change_token(self, req: Request) -> Any:
         self._key(req, admin=True)
         s: TicketingState = self.state  # type: ignore[assignment]
-        sections = req.body.get("sections") if isinstance(req.body, dict) else None
         with self.lock:
             t = self._token(req)
             if t["global"]:
                 raise HttpError(409, {"error": "The global token cannot be changed"})
-            if not isinstance(sections, list) or not sections or \
-                    any(s.section_event.get(x) != t["event"] for x in sections):
-                raise HttpError(400, {"error": "sections must list sections of this event"})
+            sections = self._sections(req, t["event"])
             t["sections"] = list(sections)
             s.keys[t["key"]]["sections"] = set(sections)
-            return {k: t[k] for k in ("self", "code", "global", "sections")}
+            return _token_view(t)
 
     def _invalidate_token(self, req: Request) -> Any:
         self._key(req, admin=True)
@@ -346,7 +354,7 @@ class TicketingEmulator(Emulator):
                 raise HttpError(409, {"error": "The global token cannot be invalidated"})
             del s.tokens[t["code"]]
             s.keys.pop(t["key"], None)
-            return {k: t[k] for k in ("self", "code", "global", "sections")}
+            return _token_view(t)
 
     def _list_admissions(self, req: Request) -> Any:
         self._key(req)
@@ -363,11 +371,7 @@ class TicketingEmulator(Emulator):
 
     def _token_detail(self, req: Request) -> Any:
         self._key(req, admin=True)
-        s: TicketingState = self.state  # type: ignore[assignment]
-        for t in s.tokens.values():
-            if t["id"] == req.params["token"] and t["event"] == req.params["event"]:
-                return {k: t[k] for k in ("self", "code", "global", "sections")}
-        raise HttpError(404, NO_RESOURCE)
+        return _token_view(self._token(req))
 
     def _list_tickets(self, req: Request) -> Any:
         self._key(req)
