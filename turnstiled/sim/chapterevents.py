@@ -127,9 +127,6 @@ class ChapterEventsState(TicketState):
     def row(self, key: Any) -> dict[str, Any]:
         return self.by_ext[key]
 
-    def __len__(self) -> int:
-        return len(self.by_ext)
-
     def create(self, n: int, chapter_event: int | str = 1, status: str = "PAID"
                ) -> list[dict[str, Any]]:
         event = self.event(chapter_event)["id"]

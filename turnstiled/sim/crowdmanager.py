@@ -124,9 +124,6 @@ class CrowdManagerState(TicketState):
     def public(self, row: dict[str, Any]) -> dict[str, Any]:
         return dict(row)
 
-    def __len__(self) -> int:
-        return len(self.data["tickets"])
-
     def create(self, n: int, event: int | str | None = None) -> list[dict[str, Any]]:
         out = []
         for _ in range(n):

@@ -113,9 +113,6 @@ class OctopusState(TicketState):
     def public(self, row: dict[str, Any]) -> dict[str, Any]:
         return dict(row)
 
-    def __len__(self) -> int:
-        return len(self.issued)
-
     def create(self, n: int, service: int | str | None = None) -> list[dict[str, Any]]:
         sid = int(service) if service is not None else self.services[0]["id"]
         if not any(s["id"] == sid for s in self.services):

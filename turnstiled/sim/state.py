@@ -14,7 +14,7 @@ import itertools
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, ClassVar
 
 
@@ -34,7 +34,7 @@ class TicketState(ABC):
 
     # -- for subclasses ----------------------------------------------------
     @abstractmethod
-    def rows(self) -> Iterable[dict[str, Any]]:
+    def rows(self) -> Collection[dict[str, Any]]:
         """Every ticket (the internal rows), in a stable order."""
 
     @abstractmethod
@@ -129,7 +129,7 @@ class TicketState(ABC):
 
     def __len__(self) -> int:
         with self.lock:
-            return sum(1 for _ in self.rows())
+            return len(self.rows())
 
     def __contains__(self, key: object) -> bool:
         try:

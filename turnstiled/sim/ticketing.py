@@ -148,9 +148,6 @@ class TicketingState(TicketState):
     def row(self, key: Any) -> dict[str, Any]:
         return self.by_serial[key]
 
-    def __len__(self) -> int:
-        return len(self.by_serial)
-
     def create(self, n: int, event: str | None = None) -> list[dict[str, Any]]:
         ev = str(event) if event is not None else self.events[0]
         if ev not in self._index:

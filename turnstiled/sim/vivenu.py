@@ -149,9 +149,6 @@ class VivenuState(TicketState):
     def public(self, row: dict[str, Any]) -> dict[str, Any]:
         return {**row, "entry": list(row["entry"])}
 
-    def __len__(self) -> int:
-        return len(self.docs)
-
     def create(self, n: int, event: str | None = None) -> list[dict[str, Any]]:
         if event is not None and event not in self._index:
             raise ValueError(f"no event {event!r}")
