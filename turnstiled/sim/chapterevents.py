@@ -265,7 +265,7 @@ class ChapterEventsEmulator(Emulator):
                 raise HttpError(404, {"times_used": -1, "status": "Ticket does not exist"})
             answer = {**state.public(t), "times_used": before}
         if use and self.nonatomic_use_s:  # read, think, save what was read plus one
-            self._stopping.wait(self.nonatomic_use_s)
+            self.pause(self.nonatomic_use_s)
             with self.lock:
                 state.apply(t, {"times_used": before + 1}, state.stamp())
         return answer

@@ -154,6 +154,10 @@ class Emulator(ABC):
         """The cloud's time now: the gate's clock plus ``clock_offset``."""
         return time.time() + self.clock_offset
 
+    def pause(self, seconds: float) -> None:
+        """Wait *seconds*, or less if the emulator stops (a held request is let go at once)."""
+        self._stopping.wait(seconds)
+
     def churn(self, scope: Any = None) -> None:
         """Edit the ``edits_per_page`` tickets listed first (of *scope*); call after a page."""
         n = self.edits_per_page
@@ -289,7 +293,7 @@ class Emulator(ABC):
             return
         delay, fault = self.faults.take(req.method, req.path)
         if delay:
-            self._stopping.wait(delay)
+            self.pause(delay)
         label = fault.name if fault is not None else None
         logged = self.records.log_request(req.method, req.path, label)
         if fault is not None and fault.kind == "auth":
@@ -338,7 +342,7 @@ class Emulator(ABC):
         """Answer as fault *f* says (*answer*: the API's, if it ran); the status sent."""
         kind = f.kind
         if kind == "hang":
-            self._stopping.wait(f.arg or 0)
+            self.pause(f.arg or 0)
             h.close_connection = True
             return None
         if kind in ("html200", "html404", "html502"):
@@ -359,7 +363,7 @@ class Emulator(ABC):
         self._write(h, status, data, headers, body=cut if kind == "stall" else data[:len(
             data) // 3])
         if kind == "stall":
-            self._stopping.wait(f.arg or 0)
+            self.pause(f.arg or 0)
         else:
             reset(h.connection)
         return status
