@@ -10,12 +10,14 @@
         emu.records.all("scan")                        # what reached the cloud
 
 One module per cloud (:mod:`~turnstiled.sim.vivenu`, ``octopus``,
-``crowdmanager``, ``ticketing``, ``chapterevents``); the HTTP plumbing and the
-admin API are in :mod:`~turnstiled.sim.server`, the fault syntax in
-:mod:`~turnstiled.sim.faults`, ticket changes in :mod:`~turnstiled.sim.state`,
-deterministic data in :mod:`~turnstiled.sim.seed`. ``turnstiled-sim`` runs
-them from the command line; ``python -m turnstiled.sim.bench`` times the
-vivenu emulator.
+``crowdmanager``, ``ticketing``, ``chapterevents``); their common base in
+:mod:`~turnstiled.sim.server`, requests and responses on the wire in
+:mod:`~turnstiled.sim.wire`, the admin API in :mod:`~turnstiled.sim.admin`,
+the fault syntax in :mod:`~turnstiled.sim.faults` and what a fault does to
+the answer in :mod:`~turnstiled.sim.misbehave`, ticket changes in
+:mod:`~turnstiled.sim.state`, deterministic data in
+:mod:`~turnstiled.sim.seed`. ``turnstiled-sim`` runs them from the command
+line; ``python -m turnstiled.sim.bench`` times the vivenu emulator.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from turnstiled.sim.chapterevents import ChapterEventsEmulator
 from turnstiled.sim.crowdmanager import CrowdManagerEmulator
 from turnstiled.sim.faults import Fault, FaultSet, FaultSpecError, split_target
 from turnstiled.sim.octopus import OctopusEmulator
-from turnstiled.sim.server import Emulator, HttpError, Records
+from turnstiled.sim.records import Records
+from turnstiled.sim.server import Emulator
 from turnstiled.sim.state import TicketState
 from turnstiled.sim.ticketing import TicketingEmulator
 from turnstiled.sim.vivenu import VivenuEmulator
+from turnstiled.sim.wire import HttpError
 
 EMULATORS: dict[str, type[Emulator]] = {
     "vivenu": VivenuEmulator,

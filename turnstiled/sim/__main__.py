@@ -24,7 +24,7 @@ K matching requests through. Several SPECs: comma-separated.
 
 At run time each emulator takes faults, ticket changes and gives back
 what it received on its own port under ``/__admin/`` (``records``,
-``requests``, ``faults``, ``tickets``); see ``turnstiled.sim.server``.
+``requests``, ``faults``, ``tickets``); see ``turnstiled.sim.admin``.
 """
 
 from __future__ import annotations

@@ -41,8 +41,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from turnstiled.sim import seed
-from turnstiled.sim.server import WRONG, Emulator, HttpError, Request
+from turnstiled.sim.server import WRONG, Emulator
 from turnstiled.sim.state import TicketState
+from turnstiled.sim.wire import HttpError, Request
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from turnstiled.sim import seed
-from turnstiled.sim.server import Emulator, HttpError, Request
+from turnstiled.sim.server import Emulator
 from turnstiled.sim.state import TicketState
+from turnstiled.sim.wire import HttpError, Request
 
 logger = logging.getLogger(__name__)
 

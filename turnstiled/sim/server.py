@@ -1,23 +1,11 @@
-"""HTTP plumbing shared by the cloud emulators: routing, faults on the wire, records, admin.
+"""The base of the cloud emulators: route table, dispatch, faults, records, lifecycle.
 
 Each emulator is an :class:`Emulator` subclass with a route table and a
-:class:`TicketState`; it serves on a ``ThreadingHTTPServer``. Besides the
-vendor's API, every emulator answers an admin API on the same port (no
-auth, never faulted):
-
-- ``GET /__admin``: name, base URL, credentials, ticket count;
-- ``GET /__admin/records[?kind=scan&barcode=...]``: what it received
-  (scans, admissions, validations, ...), in order; ``DELETE`` forgets them;
-- ``GET /__admin/requests``: every request with its status and fault;
-- ``GET /__admin/faults``; ``POST /__admin/faults`` with ``{"rule":
-  "ROUTE=SPEC"}`` or ``{"route": ..., "fault": SPEC}``; ``DELETE`` clears
-  (``?route=`` only that route's). Syntax: :mod:`turnstiled.sim.faults`;
-- ``GET /__admin/tickets[?offset=&limit=]``, ``GET /__admin/tickets/KEY``;
-  ``POST /__admin/tickets`` with ``{"action": "add", "count": N}``,
-  ``{"action": "cancel", "key": K}``, ``{"action": "rezone", "key": K,
-  "zone": Z}``, ``{"action": "update", "key": K, "changes": {...}}`` or
-  ``{"action": "list", "limit": N}``. Every change bumps the ticket's
-  modification time (updatedAt, last_update, ...), so delta syncs see it.
+:class:`TicketState`; it serves on a ``ThreadingHTTPServer``. Each request
+is read and answered by :mod:`~turnstiled.sim.wire`; one that a fault takes
+is answered by :mod:`~turnstiled.sim.misbehave`; requests under
+``/__admin`` go to the admin API (:mod:`~turnstiled.sim.admin`), on the
+same port, never faulted.
 
 Two constructor options make the cloud behave like a real one at a venue:
 ``clock_offset`` (seconds) sets the cloud's clock that far from the gate's
@@ -34,59 +22,25 @@ import json
 import logging
 import re
 import socket
-import struct
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
+from turnstiled.sim import admin, wire
 from turnstiled.sim import seed as seeding
 from turnstiled.sim.faults import Fault, FaultSet
+from turnstiled.sim.misbehave import misbehave
 from turnstiled.sim.records import Records
 from turnstiled.sim.state import TicketState
+from turnstiled.sim.wire import REASONS, HttpError, Request
 
 logger = logging.getLogger(__name__)
 
-HTML = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>"
-        b"<h1>Bad Gateway</h1><p>The upstream server is not responding.</p></body></html>")
-HTML404 = (b"<!DOCTYPE html><html><head><title>404 Not Found</title></head><body>"
-           b"<h1>Not Found</h1><p>The requested URL was not found on this server.</p>"
-           b"</body></html>")
-REASONS = {200: "OK", 201: "Created", 301: "Moved Permanently", 400: "Bad Request",
-           401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-           412: "Precondition Failed", 415: "Unsupported Media Type",
-           429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
-           503: "Service Unavailable"}
 WRONG = "wrong-credential"
-FILLER = json.dumps({"data": [{"id": "x" * 24, "name": "y" * 40}] * 40}).encode()
-
-
-class HttpError(Exception):
-    """Raised by a handler to answer with *status* and a JSON *body*."""
-
-    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
-
-
-@dataclass
-class Request:
-    """What a route handler sees."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]  # names in lower case
-    body: Any
-    raw_body: bytes
-    params: dict[str, str] = field(default_factory=dict)
 
 
 class Emulator(ABC):
@@ -271,25 +225,11 @@ class Emulator(ABC):
 
         return Handler
 
-    def _read(self, h: BaseHTTPRequestHandler) -> Request:
-        split = urlsplit(h.path)
-        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-        length = int(h.headers.get("Content-Length") or 0)
-        raw = h.rfile.read(length) if length > 0 else b""
-        body: Any = None
-        if raw:
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = None
-        return Request(h.command, split.path, query,
-                       {k.lower(): v for k, v in h.headers.items()}, body, raw)
-
     def _serve(self, h: BaseHTTPRequestHandler) -> None:
-        req = self._read(h)
-        if req.path == "/__admin" or req.path.startswith("/__admin/"):
-            status, body = self._admin(req)
-            self._write(h, status, json.dumps(body).encode())
+        req = wire.read(h)
+        if admin.is_admin(req.path):
+            status, body = admin.answer(self, req)
+            wire.write(h, status, json.dumps(body).encode(), date=self.cloud_time())
             return
         delay, fault = self.faults.take(req.method, req.path)
         if delay:
@@ -304,9 +244,9 @@ class Emulator(ABC):
             answer = self._dispatch(req)
         if fault is None:
             logged["status"] = answer[0]  # type: ignore[index]
-            self._write(h, *answer)  # type: ignore[misc]
+            wire.write(h, *answer, date=self.cloud_time())  # type: ignore[misc]
             return
-        logged["status"] = self._misbehave(h, fault, answer)
+        logged["status"] = misbehave(self, h, fault, answer)
 
     def _dispatch(self, req: Request) -> tuple[int, bytes, dict[str, str]]:
         try:
@@ -336,106 +276,3 @@ class Emulator(ABC):
         if methods:
             return self.method_not_allowed(req, methods)
         return self.not_found(req)
-
-    def _misbehave(self, h: BaseHTTPRequestHandler, f: Fault,
-                   answer: tuple[int, bytes, dict[str, str]] | None) -> int | None:
-        """Answer as fault *f* says (*answer*: the API's, if it ran); the status sent."""
-        kind = f.kind
-        if kind == "hang":
-            self.pause(f.arg or 0)
-            h.close_connection = True
-            return None
-        if kind in ("html200", "html404", "html502"):
-            status = int(kind[4:])
-            self._write(h, status, HTML404 if status == 404 else HTML,
-                        ctype="text/html; charset=utf-8")
-            return status
-        if kind.isdigit():
-            headers = {"Retry-After": f"{f.arg or 0:g}"} if kind == "429" else {}
-            self._write(h, int(kind), json.dumps(self.error_body(int(kind))).encode(), headers)
-            return int(kind)
-        status, data, headers = answer or (200, FILLER, {})
-        cut = data[: max(1, len(data) // 2)]
-        if kind == "truncate":
-            self._write(h, status, cut, headers)
-            return status
-        h.close_connection = True
-        self._write(h, status, data, headers, body=cut if kind == "stall" else data[:len(
-            data) // 3])
-        if kind == "stall":
-            self.pause(f.arg or 0)
-        else:
-            reset(h.connection)
-        return status
-
-    def _write(self, h: BaseHTTPRequestHandler, status: int, data: bytes,
-               headers: dict[str, str] | None = None, *, ctype: str = "application/json",
-               body: bytes | None = None) -> None:
-        """Status line, headers and body in one write (*body*: send only this part).
-
-        A ``Content-Type`` in *headers* replaces *ctype*.
-        """
-        extra = dict(headers or {})
-        ctype = extra.pop("Content-Type", ctype)
-        head = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}",
-                f"Server: {h.server_version}",
-                f"Date: {formatdate(self.cloud_time(), usegmt=True)}",
-                f"Content-Type: {ctype}", f"Content-Length: {len(data)}"]
-        head += [f"{k}: {v}" for k, v in extra.items()]
-        if h.close_connection:
-            head.append("Connection: close")
-        h.log_request(status, len(data))
-        try:
-            h.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
-                          + (data if body is None else body))
-            h.wfile.flush()
-        except OSError:
-            h.close_connection = True
-
-    def _admin(self, req: Request) -> tuple[int, Any]:
-        what = req.path.removeprefix("/__admin").strip("/")
-        body = req.body if isinstance(req.body, dict) else {}
-        q = req.query
-        try:
-            match (req.method, what.split("/", 1)[0]):
-                case ("GET", ""):
-                    return 200, {**self.describe(), "tickets": len(self.state),
-                                 "records": len(self.records), "faults": len(self.faults)}
-                case ("GET", "records"):
-                    kind = q.pop("kind", None)
-                    return 200, [r for r in self.records.all(kind)
-                                 if all(str(r.get(k)) == v for k, v in q.items())]
-                case ("DELETE", "records"):
-                    self.records.clear()
-                    return 200, {"cleared": True}
-                case ("GET", "requests"):
-                    return 200, self.records.requests(q.get("method"), q.get("path"))
-                case ("GET", "faults"):
-                    return 200, self.faults.describe()
-                case ("POST", "faults"):
-                    rule = body.get("rule")
-                    f = self.faults.add(str(rule)) if rule else self.faults.add(
-                        str(body.get("route", "*")), str(body.get("fault", "")))
-                    return 200, f.describe()
-                case ("DELETE", "faults"):
-                    return 200, {"cleared": self.faults.clear(q.get("route"))}
-                case ("GET", "tickets") if "/" in what:
-                    return 200, self.state.get(what.split("/", 1)[1])
-                case ("GET", "tickets"):
-                    return 200, self.state.admin({"action": "list", **q})
-                case ("POST", "tickets"):
-                    return 200, self.state.admin(body)
-        except KeyError as exc:
-            return 404, {"error": f"no such ticket: {exc}"}
-        except (ValueError, TypeError) as exc:
-            return 400, {"error": str(exc)}
-        except HttpError as exc:
-            return exc.status, exc.body
-        return 404, {"error": f"no admin endpoint {req.method} /__admin/{what}"}
-
-
-def reset(conn: socket.socket) -> None:
-    """Close *conn* with an RST instead of a FIN (connection reset by peer)."""
-    with contextlib.suppress(OSError):
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        conn.close()

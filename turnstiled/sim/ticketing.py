@@ -48,8 +48,9 @@ import math
 from typing import Any
 
 from turnstiled.sim import seed
-from turnstiled.sim.server import Emulator, HttpError, Request
+from turnstiled.sim.server import Emulator
 from turnstiled.sim.state import TicketState
+from turnstiled.sim.wire import HttpError, Request
 
 logger = logging.getLogger(__name__)
 
