@@ -1,27 +1,12 @@
 """Emulator of the TickeTing REST API v3 (the admission parts a gate uses), under ``/v3``.
 
-Every request needs ``X-Client-Version`` of at least 3.0.0 (else 412
-``{"error": "Please upgrade your client to complete this request"}``) and,
-except the token exchange, ``X-API-Key`` (missing or empty: 401 ``{"message":
-"Your request could not be authenticated."}``; unknown, or valid but without
-permission for the resource: 403 ``{"message": "You are restricted from
-accessing this resource."}``). Unknown endpoints answer 404 ``{"message":
-"The requested endpoint ... does not exist on this server."}``, unknown
-resources 404 ``{"error": "There is presently no resource with the given
-URI."}``.
+The client version and API key every request needs, the admission tokens
+that give a gate its key and the token endpoints are in
+:mod:`~turnstiled.sim.ticketing_tokens`. Unknown endpoints answer 404
+``{"message": "The requested endpoint ... does not exist on this
+server."}``, unknown resources 404 ``{"error": "There is presently no
+resource with the given URI."}``.
 
-- ``GET /tokens/{code}`` with the integration key (401 without any key,
-  403 with a key that is not an integration's): an admission token code
-  (``[0-9A-Z]{8}``) for ``{key, event, sections}``; the key is the gate's
-  ``X-API-Key`` from then on, valid for that event (and, for admissions,
-  those sections) only. An unknown or invalidated code: 404 "The provided
-  code does not belong to any event token".
-- ``PUT /events/{event}/tokens/{token}`` ``{sections}`` changes a token's
-  sections, ``DELETE`` invalidates it (its key stops working: 403); the
-  global token cannot be changed or invalidated (409).
-- ``POST /events/{event}/tokens`` ``{sections: [...]}`` issues a token (201),
-  ``GET /events/{event}/tokens[?global=]`` lists, ``.../tokens/{token}``
-  shows one; these need the integration key.
 - ``GET /events/{event}/tickets?records=&page=&modified_since=``:
   ``{total, page, records, entries}``, 1-based pages (``records`` 1..500,
   default 25), 404 past the last page ("The specified page does not exist
@@ -35,9 +20,8 @@ URI."}``.
 
 The integration key in ``credentials["api_key"]`` may do everything. With
 ``strings=True`` the ticket list sends ``total``, ``page`` and ``records``
-as strings. The
-main event holds ``tickets`` tickets over three sections; a second event
-holds a quarter as many.
+as strings. The main event holds ``tickets`` tickets over three sections;
+a second event holds a quarter as many.
 """
 
 from __future__ import annotations
@@ -50,32 +34,14 @@ from typing import Any
 from turnstiled.sim import seed
 from turnstiled.sim.server import Emulator
 from turnstiled.sim.state import TicketState
+from turnstiled.sim.ticketing_tokens import NO_RESOURCE, TokenApi, token_view
 from turnstiled.sim.wire import HttpError, Request
 
 logger = logging.getLogger(__name__)
 
-MIN_VERSION = (3, 0, 0)
-NO_RESOURCE = {"error": "There is presently no resource with the given URI."}
-UNAUTHENTICATED = {"message": "Your request could not be authenticated."}
-RESTRICTED = {"message": "You are restricted from accessing this resource."}
-UPGRADE = {"error": "Please upgrade your client to complete this request"}
 NO_PAGE = {"error": "The specified page does not exist for the given records per page."}
-NO_TOKEN = {"error": "The provided code does not belong to any event token"}
 PICK_STATUS = seed.weighted((("Issued", 95.0), ("Void", 5.0)))
 EVENTS = ((("Floor", "Balcony", "VIP"), 1), (("Floor", "Standing"), 4))
-
-
-def _version(text: str | None) -> tuple[int, ...]:
-    try:
-        parts = tuple(int(p) for p in (text or "").strip().split("."))
-    except ValueError:
-        return ()
-    return (*parts, 0, 0, 0)[:3] if parts else ()
-
-
-def _token_view(token: dict[str, Any]) -> dict[str, Any]:
-    """An admission token as the API shows it (without its key)."""
-    return {k: token[k] for k in ("self", "code", "global", "sections")}
 
 
 class TicketingState(TicketState):
@@ -126,7 +92,7 @@ class TicketingState(TicketState):
                  "sections": list(sections), "id": tid, "key": key, "event": event}
         self.tokens[code] = token
         self.keys[key] = {"admin": False, "event": event, "sections": set(sections)}
-        return _token_view(token)
+        return token_view(token)
 
     def _new(self, event: str, at: float, i: int) -> dict[str, Any]:
         r = self.rng
@@ -203,12 +169,8 @@ class TicketingEmulator(Emulator):
 
     def setup(self, tickets: int) -> TicketingState:
         state = TicketingState(self, tickets)
-        routes = (("GET", "/tokens/{code}", self._exchange),
-                  ("POST", "/events/{event}/tokens", self._post_token),
-                  ("GET", "/events/{event}/tokens", self._list_tokens),
-                  ("GET", "/events/{event}/tokens/{token}", self._token_detail),
-                  ("PUT", "/events/{event}/tokens/{token}", self._change_token),
-                  ("DELETE", "/events/{event}/tokens/{token}", self._invalidate_token),
+        self.token_api = TokenApi(self)
+        routes = (*self.token_api.routes(),
                   ("GET", "/events/{event}/admissions", self._list_admissions),
                   ("GET", "/events/{event}/tickets", self._list_tickets),
                   ("POST", "/events/{event}/admissions", self._admit))
@@ -242,35 +204,9 @@ class TicketingEmulator(Emulator):
         return 404, {"message": f"The requested endpoint {req.path.removeprefix('/v3')} does "
                                 "not exist on this server."}, {}
 
-    # -- checks ------------------------------------------------------------
-    def _client(self, req: Request) -> None:
-        if _version(req.headers.get("x-client-version")) < MIN_VERSION:
-            raise HttpError(412, UPGRADE)
-
-    def _caller(self, req: Request) -> dict[str, Any]:
-        """The caller's key: 412 for an old client, 401 without a key, 403 for an unknown one."""
-        self._client(req)
-        key = req.headers.get("x-api-key", "").strip()
-        if not key:
-            raise HttpError(401, UNAUTHENTICATED)
-        s: TicketingState = self.state  # type: ignore[assignment]
-        who = s.keys.get(key)
-        if who is None:
-            raise HttpError(403, RESTRICTED)
-        return who
-
-    def _key(self, req: Request, *, admin: bool = False) -> dict[str, Any]:
-        """The caller's key, allowed on the path's event (404 for an unknown event)."""
-        who = self._caller(req)
-        s: TicketingState = self.state  # type: ignore[assignment]
-        if req.params["event"] not in s.events:
-            raise HttpError(404, NO_RESOURCE)
-        if not who["admin"] and (admin or who["event"] != req.params["event"]):
-            raise HttpError(403, RESTRICTED)
-        return who
-
+    # -- paging (every list) -------------------------------------------------
     @staticmethod
-    def _paging(req: Request) -> tuple[int, int]:
+    def paging(req: Request) -> tuple[int, int]:
         try:
             records = int(req.query.get("records") or 25)
             page = int(req.query.get("page") or 1)
@@ -281,82 +217,16 @@ class TicketingEmulator(Emulator):
         return records, page
 
     @staticmethod
-    def _paged(rows: list[Any], records: int, page: int) -> dict[str, Any]:
+    def paged(rows: list[Any], records: int, page: int) -> dict[str, Any]:
         if page > max(1, math.ceil(len(rows) / records)):
             raise HttpError(404, NO_PAGE)
         return {"total": len(rows), "page": page, "records": records,
                 "entries": rows[(page - 1) * records:page * records]}
 
     # -- routes ------------------------------------------------------------
-    def _exchange(self, req: Request) -> Any:
-        if not self._caller(req)["admin"]:  # only the integration's own key exchanges codes
-            raise HttpError(403, RESTRICTED)
-        s: TicketingState = self.state  # type: ignore[assignment]
-        token = s.tokens.get(req.params["code"].upper())
-        self.record("token_exchange", code=req.params["code"], found=token is not None)
-        if token is None:
-            raise HttpError(404, NO_TOKEN)
-        return {"key": token["key"], "event": f"/events/{token['event']}",
-                "sections": list(token["sections"])}
-
-    def _sections(self, req: Request, event: str) -> list[str]:
-        """The body's ``sections``: 400 unless a non-empty list of sections of *event*."""
-        s: TicketingState = self.state  # type: ignore[assignment]
-        sections = req.body.get("sections") if isinstance(req.body, dict) else None
-        if not isinstance(sections, list) or not sections or \
-                any(s.section_event.get(x) != event for x in sections):
-            raise HttpError(400, {"error": "sections must list sections of this event"})
-        return sections
-
-    def _post_token(self, req: Request) -> Any:
-        self._key(req, admin=True)
-        s: TicketingState = self.state  # type: ignore[assignment]
-        sections = self._sections(req, req.params["event"])
-        with self.lock:
-            return 201, s.issue_token(req.params["event"], sections, global_=False)
-
-    def _list_tokens(self, req: Request) -> Any:
-        self._key(req, admin=True)
-        records, page = self._paging(req)
-        want = req.query.get("global")
-        s: TicketingState = self.state  # type: ignore[assignment]
-        rows = [_token_view(t) for t in s.tokens.values() if t["event"] == req.params["event"]
-                and (want is None or t["global"] == (want.lower() in ("true", "1")))]
-        return self._paged(rows, records, page)
-
-    def _token(self, req: Request) -> dict[str, Any]:
-        s: TicketingState = self.state  # type: ignore[assignment]
-        for t in s.tokens.values():
-            if t["id"] == req.params["token"] and t["event"] == req.params["event"]:
-                return t
-        raise HttpError(404, NO_RESOURCE)
-
-    def _change_token(self, req: Request) -> Any:
-        self._key(req, admin=True)
-        s: TicketingState = self.state  # type: ignore[assignment]
-        with self.lock:
-            t = self._token(req)
-            if t["global"]:
-                raise HttpError(409, {"error": "The global token cannot be changed"})
-            sections = self._sections(req, t["event"])
-            t["sections"] = list(sections)
-            s.keys[t["key"]]["sections"] = set(sections)
-            return _token_view(t)
-
-    def _invalidate_token(self, req: Request) -> Any:
-        self._key(req, admin=True)
-        s: TicketingState = self.state  # type: ignore[assignment]
-        with self.lock:
-            t = self._token(req)
-            if t["global"]:
-                raise HttpError(409, {"error": "The global token cannot be invalidated"})
-            del s.tokens[t["code"]]
-            s.keys.pop(t["key"], None)
-            return _token_view(t)
-
     def _list_admissions(self, req: Request) -> Any:
-        self._key(req)
-        records, page = self._paging(req)
+        self.token_api.key(req)
+        records, page = self.paging(req)
         s: TicketingState = self.state  # type: ignore[assignment]
         q = {k: req.query[k] for k in ("redeemer", "device", "ticket") if req.query.get(k)}
         with self.lock:
@@ -365,15 +235,11 @@ class TicketingEmulator(Emulator):
                             for k, v in q.items())]
         for a in rows:
             a.pop("_event"), a.pop("_serial")
-        return self._paged(rows, records, page)
-
-    def _token_detail(self, req: Request) -> Any:
-        self._key(req, admin=True)
-        return _token_view(self._token(req))
+        return self.paged(rows, records, page)
 
     def _list_tickets(self, req: Request) -> Any:
-        self._key(req)
-        records, page = self._paging(req)
+        self.token_api.key(req)
+        records, page = self.paging(req)
         since = req.query.get("modified_since")
         try:
             cut = seed.parse_iso(since) if since else None
@@ -382,7 +248,7 @@ class TicketingEmulator(Emulator):
         s: TicketingState = self.state  # type: ignore[assignment]
         with self.lock:
             serials = s.modified(req.params["event"], cut)
-            body = self._paged(serials, records, page)
+            body = self.paged(serials, records, page)
             body["entries"] = [s.public(s.by_serial[x]) for x in body["entries"]]
             self.churn(req.params["event"])
         if self.strings:
@@ -390,7 +256,7 @@ class TicketingEmulator(Emulator):
         return body
 
     def _admit(self, req: Request) -> Any:
-        who = self._key(req)
+        who = self.token_api.key(req)
         body = req.body if isinstance(req.body, dict) else {}
         serials = body.get("serials")
         if not isinstance(serials, list) or not body.get("redeemer"):
