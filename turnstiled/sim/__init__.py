@@ -36,7 +36,7 @@ from turnstiled.sim.ticketing import TicketingEmulator
 from turnstiled.sim.vivenu import VivenuEmulator
 from turnstiled.sim.wire import HttpError
 
-EMULATORS: dict[str, type[Emulator]] = {
+EMULATORS: dict[str, type[Emulator[Any]]] = {
     "vivenu": VivenuEmulator,
     "octopus": OctopusEmulator,
     "crowdmanager": CrowdManagerEmulator,
@@ -47,7 +47,7 @@ EMULATORS: dict[str, type[Emulator]] = {
 
 def start_emulator(name: str, *, port: int = 0, tickets: int = 100, seed: int = 1,
                    host: str = "127.0.0.1", now: float | None = None,
-                   faults: Iterable[str] = (), **options: Any) -> Emulator:
+                   faults: Iterable[str] = (), **options: Any) -> Emulator[Any]:
     """Start the emulator *name* on *port* (0: any free port) and return it, serving.
 
     *faults* are rules ``ROUTE=SPEC`` (see :mod:`turnstiled.sim.faults`); *now*
@@ -65,13 +65,13 @@ def start_emulator(name: str, *, port: int = 0, tickets: int = 100, seed: int = 
 
 def start_all(*, port_base: int = 0, tickets: int = 100, seed: int = 1,
               host: str = "127.0.0.1", now: float | None = None, faults: Iterable[str] = (),
-              options: dict[str, dict[str, Any]] | None = None) -> list[Emulator]:
+              options: dict[str, dict[str, Any]] | None = None) -> list[Emulator[Any]]:
     """All five emulators on ports *port_base*, *port_base* + 1, ... (0: any free ports).
 
     A fault rule may start with ``NAME:`` to apply to one emulator only.
     """
     rules = [split_target(r, EMULATORS) for r in faults]
-    running: list[Emulator] = []
+    running: list[Emulator[Any]] = []
     try:
         for i, name in enumerate(EMULATORS):
             mine = [rule for target, rule in rules if target in (None, name)]

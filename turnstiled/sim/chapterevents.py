@@ -153,7 +153,7 @@ class ChapterEventsState(TicketState):
         return super().extra_admin(action, key, body)
 
 
-class ChapterEventsEmulator(Emulator):
+class ChapterEventsEmulator(Emulator[ChapterEventsState]):
     """One chapter-event server with three shows (one past) and tickets for two."""
 
     name = "chapterevents"
@@ -180,7 +180,7 @@ class ChapterEventsEmulator(Emulator):
     @property
     def tickets(self) -> dict[str, dict[str, Any]]:
         """Tickets by external_id (live internal rows: ``chapter_event`` is the event's id)."""
-        return self.state.by_ext  # type: ignore[attr-defined, no-any-return]
+        return self.state.by_ext
 
     @property
     def credentials(self) -> dict[str, str]:
@@ -254,7 +254,7 @@ class ChapterEventsEmulator(Emulator):
             raise HttpError(400, "InvalidRequestData") from None
         if password != self.password:
             raise HttpError(401, "Incorrect password")
-        state: ChapterEventsState = self.state  # type: ignore[assignment]
+        state = self.state
         with self.lock:
             t = state.by_ext.get(ext)
             before = t["times_used"] if t else -1
@@ -272,7 +272,7 @@ class ChapterEventsEmulator(Emulator):
         return answer
 
     def _events(self, req: Request) -> Any:
-        state: ChapterEventsState = self.state  # type: ignore[assignment]
+        state = self.state
         now = self.clock()
         with self.lock:
             shows = [{**{k: v for k, v in e.items() if not k.startswith("_")},
@@ -290,7 +290,7 @@ class ChapterEventsEmulator(Emulator):
         body, _ = self._data(req)
         if not isinstance(body, dict):
             raise HttpError(400, "InvalidRequestData")
-        state: ChapterEventsState = self.state  # type: ignore[assignment]
+        state = self.state
         tickets = body.get("tickets")
         try:
             wanted = [(int(t["ticket_type"]), int(t["count"])) for t in tickets]  # type: ignore[union-attr]

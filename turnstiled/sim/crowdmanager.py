@@ -173,7 +173,7 @@ class CrowdManagerState(TicketState):
             return [dict(self.by_id[k]) for _, k in keys], max(0, b - a)
 
 
-class CrowdManagerEmulator(Emulator):
+class CrowdManagerEmulator(Emulator[CrowdManagerState]):
     """One CrowdManager system with tickets, members, users and merchandise."""
 
     name = "crowdmanager"
@@ -196,11 +196,11 @@ class CrowdManagerEmulator(Emulator):
     @property
     def data(self) -> dict[str, list[dict[str, Any]]]:
         """Every list by endpoint name (live; change tickets through ``state``)."""
-        return self.state.data  # type: ignore[attr-defined, no-any-return]
+        return self.state.data
 
     @property
     def events(self) -> list[dict[str, Any]]:
-        return self.state.events  # type: ignore[attr-defined, no-any-return]
+        return self.state.events
 
     @property
     def credentials(self) -> dict[str, str]:
@@ -244,7 +244,7 @@ class CrowdManagerEmulator(Emulator):
             order = str(q.get("order") or "ASC").upper()
             if order not in ("ASC", "DESC"):
                 raise _bad("order must be ASC or DESC")
-            state: CrowdManagerState = self.state  # type: ignore[assignment]
+            state = self.state
             items, count = state.window(what, lo, hi, page, size, order == "DESC")
             if what == "tickets":
                 self.churn()

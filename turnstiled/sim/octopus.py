@@ -137,7 +137,7 @@ class OctopusState(TicketState):
         return {"service": svc["id"], "serviceName": svc["name"], "numusers": svc["maxUsers"]}
 
 
-class OctopusEmulator(Emulator):
+class OctopusEmulator(Emulator[OctopusState]):
     """One Octopus Location with its services and tickets."""
 
     name = "octopus"
@@ -154,16 +154,16 @@ class OctopusEmulator(Emulator):
 
     @property
     def location(self) -> str:
-        return self.state.location  # type: ignore[attr-defined, no-any-return]
+        return self.state.location
 
     @property
     def services(self) -> list[dict[str, Any]]:
-        return self.state.services  # type: ignore[attr-defined, no-any-return]
+        return self.state.services
 
     @property
     def tickets(self) -> list[dict[str, Any]]:
         """The issued tickets, oldest first (live; change them through ``state``)."""
-        return self.state.issued  # type: ignore[attr-defined, no-any-return]
+        return self.state.issued
 
     @property
     def credentials(self) -> dict[str, str]:
@@ -210,7 +210,7 @@ class OctopusEmulator(Emulator):
             body = {k: v[-1] for k, v in parse_qs(req.raw_body.decode("utf-8", "replace")).items()}
         if not body.get("service"):
             raise HttpError(400, {"error": "service is required"})
-        state: OctopusState = self.state  # type: ignore[assignment]
+        state = self.state
         try:
             service = int(body["service"])
             if not any(s["id"] == service for s in self.services):

@@ -27,7 +27,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 from urllib.parse import unquote
 
 from turnstiled.sim import admin, wire
@@ -41,10 +41,14 @@ from turnstiled.sim.wire import REASONS, HttpError, Request
 logger = logging.getLogger(__name__)
 
 WRONG = "wrong-credential"
+S = TypeVar("S", bound=TicketState)
 
 
-class Emulator(ABC):
-    """Base of the five emulators: routes, faults, records, admin API, lifecycle."""
+class Emulator(ABC, Generic[S]):
+    """Base of the five emulators: routes, faults, records, admin API, lifecycle.
+
+    *S* is the emulator's own :class:`TicketState` subclass (``self.state``).
+    """
 
     name = ""
     base_path = ""
@@ -63,7 +67,7 @@ class Emulator(ABC):
         self.routes: list[tuple[str, re.Pattern[str], Callable[[Request], Any]]] = []
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
-        self.state: TicketState = self.setup(tickets)
+        self.state: S = self.setup(tickets)
         self.state.clock = self.cloud_time
         for rule in faults:
             self.faults.add(rule)
@@ -75,7 +79,7 @@ class Emulator(ABC):
 
     # -- to override -----------------------------------------------------
     @abstractmethod
-    def setup(self, tickets: int) -> TicketState:
+    def setup(self, tickets: int) -> S:
         """Generate the state (deterministically from ``self.rng``), register routes."""
 
     @property

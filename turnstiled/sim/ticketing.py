@@ -157,7 +157,7 @@ class TicketingState(TicketState):
             return [s for _, s in idx[a:]]
 
 
-class TicketingEmulator(Emulator):
+class TicketingEmulator(Emulator[TicketingState]):
     """TickeTing v3 with an integration key, two events, tokens and tickets."""
 
     name = "ticketing"
@@ -181,15 +181,15 @@ class TicketingEmulator(Emulator):
     @property
     def tickets(self) -> dict[str, dict[str, Any]]:
         """Every ticket by serial (live; change them through ``state``)."""
-        return self.state.by_serial  # type: ignore[attr-defined, no-any-return]
+        return self.state.by_serial
 
     @property
     def event(self) -> str:
-        return self.state.events[0]  # type: ignore[attr-defined, no-any-return]
+        return self.state.events[0]
 
     @property
     def credentials(self) -> dict[str, str]:
-        s: TicketingState = self.state  # type: ignore[assignment]
+        s = self.state
         codes = [c for c, t in s.tokens.items() if t["event"] == self.event]
         return {"api_key": s.admin_key, "event": self.event, "global_token_code": codes[0],
                 "section_token_code": codes[1], "other_event": s.events[1]}
@@ -227,7 +227,7 @@ class TicketingEmulator(Emulator):
     def _list_admissions(self, req: Request) -> Any:
         self.token_api.key(req)
         records, page = self.paging(req)
-        s: TicketingState = self.state  # type: ignore[assignment]
+        s = self.state
         q = {k: req.query[k] for k in ("redeemer", "device", "ticket") if req.query.get(k)}
         with self.lock:
             rows = [dict(a) for a in s.admissions if a["_event"] == req.params["event"]
@@ -245,7 +245,7 @@ class TicketingEmulator(Emulator):
             cut = seed.parse_iso(since) if since else None
         except ValueError:
             raise HttpError(400, {"error": "modified_since must be an ISO 8601 time"}) from None
-        s: TicketingState = self.state  # type: ignore[assignment]
+        s = self.state
         with self.lock:
             serials = s.modified(req.params["event"], cut)
             body = self.paged(serials, records, page)
@@ -262,7 +262,7 @@ class TicketingEmulator(Emulator):
         if not isinstance(serials, list) or not body.get("redeemer"):
             raise HttpError(400, {"error": "redeemer and serials are required"})
         allowed = None if who["admin"] else who["sections"]
-        s: TicketingState = self.state  # type: ignore[assignment]
+        s = self.state
         admitted = []
         with self.lock:
             now = self.cloud_time()

@@ -60,7 +60,7 @@ class TokenApi:
 
     @property
     def state(self) -> TicketingState:
-        return self.emu.state  # type: ignore[return-value]
+        return self.emu.state
 
     def routes(self) -> list[tuple[str, str, Callable[[Request], Any]]]:
         """(method, path below the base path, handler) of the token endpoints."""

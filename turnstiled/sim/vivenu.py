@@ -200,7 +200,7 @@ class VivenuState(TicketState):
             return [self._json[c] for _, _, c in rows], b - a
 
 
-class VivenuEmulator(Emulator):
+class VivenuEmulator(Emulator[VivenuState]):
     """vivenu with one device token, a seller, three events and their tickets."""
 
     name = "vivenu"
@@ -236,12 +236,12 @@ class VivenuEmulator(Emulator):
     @property
     def tickets(self) -> dict[str, dict[str, Any]]:
         """The listed tickets by barcode (live; change them through ``state``)."""
-        return self.state.docs  # type: ignore[attr-defined, no-any-return]
+        return self.state.docs
 
     @property
     def events(self) -> list[dict[str, Any]]:
         """The events assigned to this device."""
-        return [e for e in self.state.events  # type: ignore[attr-defined]
+        return [e for e in self.state.events
                 if e["_id"] not in self.unassigned]
 
     def assign(self, event: str, on: bool = True) -> None:
@@ -270,7 +270,7 @@ class VivenuEmulator(Emulator):
             raise _err(401, "Unauthorized", "No token provided")
         if token != self.token:
             raise _err(401, "Unauthorized", "Invalid token")
-        return self.state  # type: ignore[return-value]
+        return self.state
 
     def _event(self, req: Request) -> str:
         event = req.params["eventId"]
@@ -292,7 +292,7 @@ class VivenuEmulator(Emulator):
             "enableMultiCheckin": self.multi_checkin, "checkTimeslots": False}
         if self.scan_zone:
             scan["scanZoneId"] = self.scan_zone
-        return {"_id": self.device_id, "sellerId": self.state.seller,  # type: ignore[attr-defined]
+        return {"_id": self.device_id, "sellerId": self.state.seller,
                 "name": "Gate emulator",
                 "deviceSettings": {"accessMode": "full", "scanConfig": scan,
                                    "enableSoundFeedback": True, "scanRevealInterval": 3,
