@@ -37,7 +37,7 @@ from typing import Any
 from turnstiled.sim import seed
 from turnstiled.sim.server import Emulator
 from turnstiled.sim.state import TicketState
-from turnstiled.sim.wire import HttpError, Request
+from turnstiled.sim.wire import REASONS, HttpError, Request
 
 logger = logging.getLogger(__name__)
 
@@ -254,9 +254,7 @@ class VivenuEmulator(Emulator[VivenuState]):
         return {"token": self.token, "event_ids": ",".join(e["_id"] for e in self.events)}
 
     def error_body(self, status: int) -> Any:
-        name = {500: "Internal Server Error", 503: "Service Unavailable",
-                429: "Too Many Requests", 404: "Not Found", 405: "Method Not Allowed",
-                400: "Bad Request"}.get(status, "Error")
+        name = REASONS.get(status, "Error")
         return {"statusCode": status, "error": name, "message": name}
 
     def not_found(self, req: Request) -> tuple[int, Any, dict[str, str]]:
