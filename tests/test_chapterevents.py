@@ -291,6 +291,30 @@ def test_a_use_whose_answer_was_lost_is_not_a_conflict_with_itself(ce, gate_at):
     assert g.rows()[0]["upload"] == "confirmed" and used(ce, code) == 1
 
 
+def test_a_lost_use_after_a_registered_one_comes_back_resent(ce, gate_at):
+    g = gate_at(backend(ce))
+    first, second = fresh(ce), fresh(ce)
+    for code in (first, second):
+        assert g.scan(code).evaluation.decision.granted
+    ce.add_fault(ROUTE, "reset!x1@3")  # check, use, check pass; the second use's reply is lost
+    assert g.drain() == 1
+    rows = {r["barcode"]: r for r in g.rows()}
+    assert (rows[second]["upload"], rows[second]["resent"]) == ("pending", 1)
+    assert used(ce, second) == 1
+    g.drainer.states["chapterevents"].next_due = 0
+    assert g.drain() == 1
+    rows = {r["barcode"]: r for r in g.rows()}
+    assert rows[second]["upload"] == "confirmed" and used(ce, second) == 1
+
+
+def test_a_failed_check_is_not_marked_resent(ce, gate_at):
+    g = gate_at(backend(ce))
+    assert g.scan(code_with(ce)).evaluation.decision.granted
+    ce.add_fault(ROUTE, "reset!x1")  # the check: nothing was used upstream
+    assert g.drain() == 0
+    assert (g.rows()[0]["upload"], g.rows()[0]["resent"]) == ("pending", 0)
+
+
 def test_a_row_resent_after_a_crash_is_recognised_as_ours(ce, gate_at):
     g = gate_at(backend(ce))
     code = code_with(ce)

@@ -74,9 +74,6 @@ class ChapterEventsBackend(Backend):
     def __init__(self, settings: ChapterEventsSettings) -> None:
         self.settings = settings
         self.http = Http(settings.base_url, timeout=settings.timeout_s, vendor=NAME)
-        # Uses sent whose answer never came (reset, timeout): if the ticket
-        # then shows a use, it is most likely ours, not a conflict.
-        self._unanswered: set[str] = set()
 
     def close(self) -> None:
         self.http.close()
@@ -96,7 +93,8 @@ class ChapterEventsBackend(Backend):
 
         ``times_used`` in the answer is the count before this call.
         Raises :class:`TransientError` only for what may pass by itself
-        (transport, timeout, 5xx, 429); every other surprise is
+        (transport, timeout, 5xx, 429; ``ambiguous`` only for a use: a
+        check changes nothing upstream); every other surprise is
         :class:`Misconfigured` or :class:`AuthError`.
         """
         what = f"{NAME} PUT {ROUTE}"
@@ -107,6 +105,7 @@ class ChapterEventsBackend(Backend):
                            "use_ticket": use})
         except TransientError as exc:
             if exc.status is None or exc.status >= 500 or exc.status == 429:
+                exc.ambiguous = exc.ambiguous and use  # a check uses nothing upstream
                 raise
             raise Misconfigured(f"{exc} (is base_url right?)", status=exc.status) from None
         except Rejected as exc:  # 400 InvalidRequestData: our request is not what it expects
@@ -146,15 +145,24 @@ class ChapterEventsBackend(Backend):
 
     # -- drain -------------------------------------------------------------
     def upload(self, scans: Sequence[UploadScan]) -> UploadResult:
-        """Register each journaled admission: check, then use; earlier uses are conflicts."""
+        """Register each journaled admission: check, then use; earlier uses are conflicts.
+
+        A use whose answer was lost (a reset or timeout after it was
+        written) comes back ``resent`` (:attr:`UploadResult.unsure`, or the
+        drain's own marking when nothing was settled yet): its next check
+        then counts the use it finds as ours, not a conflict.
+        """
         result = UploadResult()
         for s in scans:
             try:
                 refused = self._register(s)
-            except BackendError:
-                if result.confirmed or result.rejected:
-                    return result  # keep what was registered; the rest goes back to pending
-                raise
+            except BackendError as exc:
+                if not (result.confirmed or result.rejected):
+                    raise
+                # Keep what was registered; the rest goes back to pending.
+                if exc.ambiguous:
+                    result.unsure.append(s.nonce)
+                return result
             if refused is None:
                 result.confirmed.append(s.nonce)
             else:
@@ -172,16 +180,13 @@ class ChapterEventsBackend(Backend):
         if paid != "PAID":  # the payment status first: an unpaid ticket is not used up
             return f"conflict: payment status {paid}, not registered (used {used} time(s))"
         if used > 0:
-            if s.resent or s.nonce in self._unanswered:
-                self._unanswered.discard(s.nonce)
+            if s.resent:
                 logger.info("%s: admission %s was sent before without an answer; the %d "
                             "use(s) upstream include ours", NAME, s.nonce[:8], used)
                 return None
             return (f"conflict: already used {used} time(s) upstream before this admission "
                     "was registered (someone else got in on this code first)")
-        self._unanswered.add(s.nonce)
         answer = self.validate(s.barcode, True)
-        self._unanswered.discard(s.nonce)
         if answer is None:
             return "conflict: ticket vanished upstream while being registered"
         if answer["times_used"] > 0:
