@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -80,7 +81,7 @@ def test_ticketing_upload_admitted_subset(tk):
              for i, s in enumerate([mine[0], mine[1], "NOSUCH-000000000000"])]
     result = b.upload(scans)
     assert result.confirmed == ["n0", "n1"] and list(result.rejected) == ["n2"]
-    again = b.upload(scans[:1])  # our own earlier upload (its answer was lost): confirmed
+    again = b.upload([replace(scans[0], resent=True)])  # our earlier upload, answer lost
     assert again.confirmed == ["n0"] and not again.rejected
     elsewhere = b.upload([UploadScan("n9", mine[0], 1.0, True, "in", b.event, mine[0], "g2")])
     assert elsewhere.rejected["n9"].startswith("not admitted upstream")

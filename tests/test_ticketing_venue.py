@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -141,7 +142,7 @@ def test_a_lost_admission_answer_is_settled_from_the_admissions_listing(emu):
     with pytest.raises(TransientError):
         b.upload(scans)
     assert emu.records.count("admission", admitted=True) == 3
-    again = b.upload(scans)  # the drain sends the rows again
+    again = b.upload([replace(s, resent=True) for s in scans])  # the drain sends them again
     assert sorted(again.confirmed) == ["n0", "n1", "n2"] and not again.rejected
 
 
@@ -154,6 +155,17 @@ def test_an_already_admitted_ticket_from_another_device_stays_rejected(emu):
                     ).confirmed == ["a"]
     late = b.upload([UploadScan("b", serial, 2.0, True, "in", b.event, serial, "gate-2")])
     assert list(late.rejected) == ["b"]
+
+
+def test_two_gates_sharing_a_device_name_do_not_confirm_each_others_admission(emu):
+    b = backend(emu, device="north")
+    list(b.full_sync())
+    serial = next(t["serial"] for t in emu.state.tickets if t["section"]["self"] in b.sections
+                  and t["status"] == "Issued")
+    assert b.upload([UploadScan("a", serial, 1.0, True, "in", b.event, serial, "gate-1")]
+                    ).confirmed == ["a"]
+    late = b.upload([UploadScan("b", serial, 2.0, True, "in", b.event, serial, "gate-2")])
+    assert list(late.rejected) == ["b"]  # never sent before: not our lost answer
 
 
 def test_unrecognised_is_a_backend_error(emu):

@@ -25,10 +25,12 @@ admitting at the next delta.
 
 Offline admissions are uploaded to ``POST /events/{event}/admissions``,
 whose 201 answer lists only the admitted subset. A serial missing from
-it (or a 400 "none admits") is looked up in the admissions listing
-(``GET /events/{event}/admissions?device=&ticket=``): admitted by this
-device before (an earlier upload whose answer was lost) it is confirmed,
-otherwise rejected upstream.
+it (or a 400 "none admits") is rejected upstream, unless its row is
+``resent`` (an earlier upload's answer was lost) and the admissions
+listing (``GET /events/{event}/admissions?device=&ticket=``) shows it
+admitted by this device: that was our own upload, and it is confirmed.
+A row never sent before needs no look-up: an admission by "this device"
+would be another gate's that shares the device name.
 """
 
 from __future__ import annotations
@@ -274,7 +276,7 @@ class TicketingBackend(Backend):
         admitted = {_serial(item.get("ticket")) for item in
                     (answer if isinstance(answer, list) else []) if isinstance(item, dict)}
         for s in scans:
-            if s.barcode in admitted or self.admitted_here(s.barcode, device):
+            if s.barcode in admitted or (s.resent and self.admitted_here(s.barcode, device)):
                 result.confirmed.append(s.nonce)
             else:
                 result.rejected[s.nonce] = note
