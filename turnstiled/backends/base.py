@@ -100,10 +100,12 @@ class UploadScan:
 class UploadResult:
     """Per nonce: what the cloud said of each scan; a nonce left out goes back to pending.
 
-    ``ours``: resent scans the cloud already held, from our own earlier send
-    (TickeTing's "already admitted" by this device, a chapter-event count):
-    confirmed, never rejected. ``unsure``: sent, but the answer was lost
-    (they go back to pending marked ``resent``).
+    ``ours``: scans the cloud already holds without saying whose they are;
+    the drain confirms a ``resent`` one (our own earlier send) and rejects
+    one never sent before (someone else's). TickeTing and chapter-event
+    can tell whose it is, so they look at :attr:`UploadScan.resent`
+    themselves and answer ``confirmed`` or ``rejected``. ``unsure``: sent,
+    but the answer was lost (they go back to pending marked ``resent``).
     """
 
     confirmed: list[str] = field(default_factory=list)
