@@ -8,9 +8,10 @@ from dataclasses import replace
 import pytest
 
 from turnstiled import rules
-from turnstiled.backends.base import AuthError, UpgradeRequired, UploadScan
+from turnstiled.backends.base import AuthError, Misconfigured, UpgradeRequired, UploadScan
 from turnstiled.backends.chapterevents import ChapterEventsBackend, ChapterEventsSettings
 from turnstiled.backends.crowdmanager import CrowdManagerBackend, CrowdManagerSettings, windows
+from turnstiled.backends.http import Http
 from turnstiled.backends.octopus import OctopusBackend, OctopusSettings
 from turnstiled.backends.ticketing import TicketingBackend, TicketingSettings
 from turnstiled.cache import Cache
@@ -95,6 +96,14 @@ def test_chapterevents_lists_the_shows_on_sale():
             base_url=e.base_url, password=Secret(e.credentials["password"]), timeout_s=2.0))
         assert [s["id"] for s in b.events()] == [1, 2]  # commissioning: which shows exist
         b.close()
+
+
+def test_a_redirect_is_a_set_up_to_mend_not_trouble_that_passes():
+    with start_emulator("chapterevents", tickets=30, seed=8) as e:
+        http = Http(e.base_url, timeout=2.0, vendor="x")
+        with pytest.raises(Misconfigured, match="HTTP 301 redirect"):
+            http.request("GET", "get_chapterevents")  # Django: 301 to the path with its slash
+        http.close()
 
 
 # -- CrowdManager ------------------------------------------------------------

@@ -6,7 +6,8 @@ a 429, an HTML error page, a connection reset or half a JSON document are
 all :class:`TransientError`; 401/403 :class:`AuthError`; 412
 :class:`UpgradeRequired`; a JSON 400/404 :class:`Rejected`, and a 4xx
 that is an HTML page or no JSON at all (a wrong base URL, a proxy's 404
-page) :class:`Misconfigured`: it concerns the set-up, never a row.
+page) or a redirect (never followed: a base URL that moved or lacks its
+trailing slash) :class:`Misconfigured`: it concerns the set-up, never a row.
 
 A failure after the request was written (a reset or read timeout, a 5xx
 other than 503) is marked ``ambiguous``: the cloud may have applied it.
@@ -164,6 +165,9 @@ class Http:
         if status in ok or status in allow:
             return status, self._json(resp, what, required=status in ok, decode=decode)
         msg = _scrub(f"{what}: HTTP {status} {_message(resp)}", path)
+        if 300 <= status < 400:  # follow_redirects is off: no retry reaches the answer
+            raise Misconfigured(f"{what}: HTTP {status} redirect (wrong base URL, or its "
+                                "trailing slash missing?)", status=status)
         if status in (401, 403):
             raise AuthError(msg, status=status)
         if status == 412:
