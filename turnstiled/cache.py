@@ -201,6 +201,10 @@ class Cache:
         self.conn.execute(f"UPDATE sources SET {', '.join(sets)} WHERE source = ?",
                           (*args, source))
 
+    def records(self) -> list[dict[str, Any]]:
+        """Each source's sync record (the ``sources`` rows), without counting tickets."""
+        return list(self.db.query("SELECT * FROM sources ORDER BY source"))
+
     def sources(self) -> list[dict[str, Any]]:
         """Each source's ticket count and sync record.
 
@@ -210,7 +214,7 @@ class Cache:
         per database file and counts again only once those rows changed
         (status, the heartbeat and every metrics scrape ask).
         """
-        rows = list(self.db.query("SELECT * FROM sources ORDER BY source"))
+        rows = self.records()
         try:
             inode: int | None = self.path.stat().st_ino
         except OSError:  # ":memory:"
@@ -232,11 +236,6 @@ class Cache:
                         "last_full_sync": None, "last_attempt": None, "last_error": None,
                         "cursor": None, "state": "idle"})
         return out
-
-    def cursor(self, source: str) -> str | None:
-        row = self.conn.execute("SELECT cursor FROM sources WHERE source = ?",
-                                (source,)).fetchone()
-        return row[0] if row else None
 
 
 def pick(rows: list[Any], precedence: Sequence[str] | None) -> Any:

@@ -65,7 +65,7 @@ class Syncer(Worker):
     def _cache(self) -> Cache:
         if self.cache is None:
             self.cache = Cache(self.cache_path)
-            for row in self.cache.sources():
+            for row in self.cache.records():
                 st = self.sources.get(row["source"])
                 if st is not None:
                     st.last_full = row.get("last_full_sync")
