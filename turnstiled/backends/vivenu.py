@@ -237,7 +237,7 @@ class VivenuBackend(Backend):
             raise TransientError("vivenu tickets/v2: answer has no docs list")
         docs = body["docs"]
         stamps = [_stamp(d) for d in docs]
-        anchor.seen(max((t for t in map(parse_iso, stamps[-1:]) if t is not None), default=None))
+        anchor.seen(parse_iso(stamps[-1]) if stamps else None)  # ascending: the last is newest
         device = self.device or Device()
         return [t for t in (to_ticket(d, device) for d in docs) if t is not None], stamps, \
             body.get("total")
