@@ -149,16 +149,22 @@ def test_journal_full_keeps_deciding_by_policy_and_loses_nothing(start_gate, pol
     j.close()
 
 
+def start_vivenu_gate(start_gate, emu, tickets=(), **kw) -> RunningGate:
+    """A gate syncing from the vivenu emulator *emu* and draining at once, once synced."""
+    g = start_gate(list(tickets), sources={"vivenu": {
+        "token": emu.credentials["token"], "base_url": emu.base_url, "sync_interval_s": 0.2}},
+        journal={"upload_batch_delay_s": 0.0}, **kw)
+    assert wait_until(lambda: g.daemon.cloud.status()["sources"].get("vivenu", {}).get(
+        "last_full") is not None, 20)
+    return g
+
+
 def test_sources_sync_in_the_daemon_and_scans_reach_the_cloud(start_gate):
     """vivenu and a local staff list at once; a vivenu scan is uploaded by the drain."""
     with start_emulator("vivenu", tickets=200, seed=9) as emu:
-        g = start_gate([Ticket("local", "STAFF-0001", entries="unlimited")],
-                       sources={"vivenu": {"token": emu.credentials["token"],
-                                           "base_url": emu.base_url, "sync_interval_s": 0.2}},
-                       journal={"upload_batch_delay_s": 0.0})
+        g = start_vivenu_gate(start_gate, emu, [Ticket("local", "STAFF-0001",
+                                                       entries="unlimited")])
         d = g.daemon
-        assert wait_until(lambda: d.cloud.status()["sources"].get("vivenu", {}).get(
-            "last_full") is not None, 20)
         doc = next(x for x in emu.tickets.values() if x["status"] == "VALID")
         g.scan(doc["barcode"].encode(), b"STAFF-0001")
         assert g.next().evaluation.decision.granted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.conftest import wait_until
+from tests.test_end_to_end import start_vivenu_gate
 from turnstiled.journal import NOTE_NOT_UPLOADED, Journal, Scan
 from turnstiled.rules import Decision, Usage
 from turnstiled.sim import start_emulator
@@ -40,13 +41,9 @@ def test_not_passed_is_never_uploaded_and_usage_is_given_back(tmp_path):
 
 def test_a_gate_with_a_passage_sensor_uploads_only_who_passed(start_gate):
     with start_emulator("vivenu", tickets=50, seed=4) as emu:
-        g = start_gate([], hardware={"passage_pin": 24, "passage_timeout_s": 3.0},
-                       sources={"vivenu": {"token": emu.credentials["token"],
-                                           "base_url": emu.base_url, "sync_interval_s": 0.2}},
-                       journal={"upload_batch_delay_s": 0.0})
+        g = start_vivenu_gate(start_gate, emu,
+                              hardware={"passage_pin": 24, "passage_timeout_s": 3.0})
         d = g.daemon
-        assert wait_until(lambda: d.cloud.status()["sources"].get("vivenu", {}).get(
-            "last_full") is not None, 20)
         walk, enter = [x["barcode"] for x in emu.tickets.values()
                        if x["status"] == "VALID"][:2]
         g.scan(walk.encode())
