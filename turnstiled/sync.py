@@ -11,8 +11,10 @@ backend with deltas hands back a cursor on the cloud's clock
 the gate's time; without one (a cloud that sent no time) the next sync is
 a full one. Failures are
 recorded per source (``turnstilectl status`` shows them) and retried with
-exponential backoff and jitter, honouring Retry-After; refused credentials
-and "client upgrade required" are alarms retried slowly.
+exponential backoff and jitter, honouring Retry-After; what no retry mends
+(refused credentials, "client upgrade required", a wrong base URL, a code
+the cloud does not recognise) is an alarm retried slowly
+(:mod:`turnstiled.retry`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from turnstiled.rules import Ticket
 from turnstiled.worker import Worker
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass(kw_only=True)
 class SourceState(Retry):
@@ -81,7 +84,6 @@ class Syncer(Worker):
         try:
             if full is None:
                 full = (st.last_full is None or not backend.capabilities.delta_sync
-                        or st.cursor is None
                         or not 0 <= now - st.last_full < backend.full_sync_interval())
             full = full or st.cursor is None  # no cloud time to start a delta from
             if full:
