@@ -8,23 +8,27 @@ the rows it had not settled back to pending.
 Refusals: a row is rejected only when the cloud names it (a per-scan
 answer) or when it is isolated: refused alone while the cloud took other
 scans of the same event in the same pass. A refusal of the request as a
-whole (a wrong base URL, an event the device may no longer see, a proxy's
-404 page) keeps every row pending and raises the ``request_refused``
-alarm; so does a batch whose rows the cloud refuses one by one without
-taking any. A 400/404 that names no row is narrowed down by halving, and
-after :data:`PROBES` lone refusals with nothing taken the rest of the
-batch is tried in one request as the proof either way.
+whole keeps every row pending: a 4xx with an HTML page or no JSON (a
+wrong base URL, a proxy's 404 page) is the ``misconfigured`` alarm; an
+event the device may no longer see, or a batch whose rows the cloud
+refuses one by one without taking any, is ``request_refused`` for that
+event while the backend's other events go on. A 400/404 that names no
+row is narrowed down by halving, and after :data:`PROBES` lone refusals
+with nothing taken the rest of the batch is tried in one request as the
+proof either way.
 
 Duplicates: a row whose send may have reached the cloud without our
 hearing the answer (a crash, a reset or read timeout after the request
 was written, a 5xx) is marked ``resent`` before it goes again, so
 ``turnstilectl scans`` shows every upload that may be doubled upstream.
-Where a cloud recognises our own earlier send of a resent row
-(:attr:`UploadResult.ours`), the row is confirmed, never rejected.
+A resent row the cloud already holds is confirmed as our own earlier
+send, never rejected (the backend says so, or answers
+:attr:`UploadResult.ours` and the drain decides by ``resent``).
 
 Transient failures (network, 5xx, 429/503 with Retry-After, HTML, half a
-page) back off with jitter; 401/403/412 and whole-request refusals stop
-that backend's drain with an alarm shown by ``turnstilectl status``.
+page) back off with jitter; 401/403/412 and a misconfigured set-up stop
+that backend's drain, a refused request that event's, with an alarm shown
+by ``turnstilectl status``.
 """
 
 from __future__ import annotations
