@@ -29,3 +29,12 @@ def test_a_full_replacement_leaves_no_wal_while_readers_stay_open(tmp_path):
     finally:
         reader.close()
         writer.close()
+
+
+def test_an_in_memory_cache_leaves_no_file_behind(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # turnstilectl lookup runs where the technician stands
+    cache = Cache(":memory:")
+    cache.upsert(tickets(3))
+    assert cache.lookup("BC0000000002") is not None
+    cache.close()
+    assert list(tmp_path.iterdir()) == []

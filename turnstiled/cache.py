@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -102,13 +103,16 @@ class Cache:
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        if not readonly:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Disposable by design: a corrupt, foreign or older file is moved
-            # aside and rebuilt, keeping the imported guest list (datafiles.py).
-            if str(path) != ":memory:":
+        if str(path) == ":memory:":  # turnstilectl lookup before any sync: no file at all
+            self.conn = sqlite3.connect(":memory:", isolation_level=None,
+                                        check_same_thread=False)
+        else:
+            if not readonly:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # Disposable by design: a corrupt, foreign or older file is moved
+                # aside and rebuilt, keeping the imported guest list (datafiles.py).
                 ensure_cache(self.path)
-        self.conn = connect(self.path, readonly)
+            self.conn = connect(self.path, readonly)
         self.db = sqlite_utils.Database(self.conn)
         if not readonly:
             self.db.enable_wal()
