@@ -47,7 +47,10 @@ def _flatten(pages: Iterable[list[Ticket]],
              on_page: Callable[[], None] | None) -> Iterator[Ticket]:
     for page in pages:
         if on_page is not None:
-            on_page()  # a long full sync is progress too (watchdog)
+            # A long full sync is progress too (watchdog). Http reports each
+            # request only from the loop's own thread, and pages are fetched
+            # ahead on others (vivenu's page thread, the cache's row thread).
+            on_page()
         yield from page
 
 

@@ -1,8 +1,10 @@
 """A background loop with a stop signal and a bounded shutdown (sync and drain).
 
 A loop counts as progressing after every pass and after every request it
-makes (:func:`report_progress`, called by the HTTP client): a slow but
-working cloud never looks like a hang to the watchdog; a wedged loop does.
+makes from its own thread (:func:`report_progress`, called by the HTTP
+client; work handed to other threads reports itself, as the syncer does
+per page): a slow but working cloud never looks like a hang to the
+watchdog; a wedged loop does.
 """
 
 from __future__ import annotations
