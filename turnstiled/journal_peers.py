@@ -95,15 +95,17 @@ def migrate_peers(conn: sqlite3.Connection) -> None:
     conn.execute(f"CREATE INDEX IF NOT EXISTS scans_mesh ON scans (id) WHERE {_OUTBOX_WHERE}")
 
 
-def _combine(local: Usage, peer: Usage, peer_last: float | None,
-             peer_last_dir: str | None) -> Usage:
-    """This gate's usage plus its peers': counts add up, the newest event says inside."""
-    inside, last = local.inside, local.last_at
-    if peer_last is not None and (last is None or peer_last > last):
-        inside, last = peer_last_dir == "in", peer_last
+_ADMITTED = rules.Decision(True, rules.GRANTED)  # a peer's event that was not annulled
+
+
+def _combine(local: Usage, peer: Usage) -> Usage:
+    """This gate's usage plus its peers': counts add up, the newest change says inside."""
+    newest = local
+    if peer.last_at is not None and (local.last_at is None or peer.last_at > local.last_at):
+        newest = peer
     firsts = [t for t in (local.first_used, peer.first_used) if t is not None]
-    return Usage(local.entries + peer.entries, local.exits + peer.exits, inside,
-                 min(firsts) if firsts else None, last)
+    return Usage(local.entries + peer.entries, local.exits + peer.exits, newest.inside,
+                 min(firsts) if firsts else None, newest.last_at)
 
 
 class PeerUsageMixin:
@@ -118,25 +120,16 @@ class PeerUsageMixin:
         """(this gate's usage, this gate's plus its peers') of one ticket."""
         # usage follows the barcode, whichever source (Journal.usage ignores *source*)
         local = self.usage(source, barcode)  # type: ignore[attr-defined]
-        entries = exits = 0
-        first: float | None = None
-        last: float | None = None
-        last_dir: str | None = None
         with self._wlock:
             rows = self.conn.execute(
                 "SELECT direction, at FROM mesh_events WHERE bkey = ? AND gate_id != ? "
                 "AND passed IS NOT 0 ORDER BY at, nonce", (bkey, gate_id)).fetchall()
-        for direction, at in rows:
-            if direction == "in":
-                entries += 1
-                first = at if first is None else first
-            else:
-                exits += 1
-            last, last_dir = at, direction
-        if last is None:
+        if not rows:
             return local, local
-        peer = Usage(entries, exits, last_dir == "in", first)
-        return local, _combine(local, peer, last, last_dir)
+        peer = Usage()
+        for direction, at in rows:  # what each admission or exit did, as at this gate
+            peer = rules.apply(peer, _ADMITTED, direction, at)
+        return local, _combine(local, peer)
 
     def occupancy(self) -> dict[str, int]:
         """People inside per zone (entries minus exits over every gate, never below 0)."""
