@@ -90,10 +90,14 @@ UPLOADABLE = "(outcome IS NULL OR outcome <> 'pending')"
 NOTE_NOT_UPLOADED = "not passed: admission annulled, not uploaded"
 NOTE_SETTLED = " (outcome unknown: the gate stopped before its outcome was journaled)"
 
-_UPSERT_USAGE = (
-    "INSERT OR REPLACE INTO usage (barcode, source, entries, exits, inside, first_used, last_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+
+def _put_usage(conn: sqlite3.Connection, barcode: str, source: str, usage: Usage,
+               at: float) -> None:
+    """Write the ticket's usage as of *at* (the newest row is the truth: see Journal.usage)."""
+    conn.execute(
+        "INSERT OR REPLACE INTO usage (barcode, source, entries, exits, inside, first_used, "
+        "last_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (barcode, source, usage.entries, usage.exits, int(usage.inside), usage.first_used, at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,10 +184,7 @@ class Journal(PeerUsageMixin):
                 scan.upload, "pending" if scan.awaiting_gate else None,
             ))
             if usage is not None and scan.source is not None:
-                conn.execute(_UPSERT_USAGE, (
-                    scan.barcode, scan.source, usage.entries, usage.exits, int(usage.inside),
-                    usage.first_used, scan.at,
-                ))
+                _put_usage(conn, scan.barcode, scan.source, usage, scan.at)
         return int(cur.lastrowid or 0)
 
     def record_outcome(self, scan_id: int, outcome: str, note: str = "") -> None:
@@ -230,10 +231,7 @@ class Journal(PeerUsageMixin):
                 "UPDATE scans SET upload = 'local', upload_note = ? "
                 "WHERE id = ? AND upload = 'pending'", (NOTE_NOT_UPLOADED, scan_id))
             if restore is not None and source is not None and barcode is not None:
-                conn.execute(_UPSERT_USAGE, (
-                    barcode, source, restore.entries, restore.exits, int(restore.inside),
-                    restore.first_used, time.time(),
-                ))
+                _put_usage(conn, barcode, source, restore, time.time())
 
     def settle_unfinished(self) -> int:
         """At start-up: grants whose gate outcome never came become ``unknown``.
