@@ -4,7 +4,9 @@ Precious, unlike the cache: WAL with ``synchronous=FULL``, and one
 transaction per decision that appends the scan and updates the ticket's
 local usage together. :meth:`Journal.record` returns only after that
 commit, and the daemon moves the relay only after it returns. Nothing in
-the scan path deletes rows. Only this module writes the journal.
+the scan path deletes rows. Only this module writes the journal, with the
+two parts :class:`Journal` mixes in: :mod:`turnstiled.journal_peers` (the
+venue mesh) and :mod:`turnstiled.journal_uploads` (the drain's upload states).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import sqlite_utils
 
 from turnstiled.db import connect, write_transaction
 from turnstiled.journal_peers import PeerUsageMixin, migrate_peers
+from turnstiled.journal_uploads import UploadStateMixin
 from turnstiled.rules import Decision, Usage
 
 SCHEMA = """
@@ -84,8 +87,6 @@ _INSERT_SCAN = (
     "ticket_id, granted, reason, detail, passed, upload, outcome) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-# Rows the drain may send: not a grant whose outcome at the gate is still open.
-UPLOADABLE = "(outcome IS NULL OR outcome <> 'pending')"
 
 NOTE_NOT_UPLOADED = "not passed: admission annulled, not uploaded"
 NOTE_SETTLED = " (outcome unknown: the gate stopped before its outcome was journaled)"
@@ -118,7 +119,7 @@ class Scan:
     awaiting_gate: bool = False  # a grant whose relay has yet to move (outcome pending)
 
 
-class Journal(PeerUsageMixin):
+class Journal(PeerUsageMixin, UploadStateMixin):
     """The journal database; one instance per process that writes.
 
     Its writes (and the scan path's reads, and closing) are serialised by a
@@ -126,7 +127,8 @@ class Journal(PeerUsageMixin):
     one connection, never interleave transactions, and never use it while
     another thread closes it. The venue mesh's tables and methods (peer
     usage, occupancy, conflicts, the outbox) are in
-    :mod:`turnstiled.journal_peers`.
+    :mod:`turnstiled.journal_peers`; the drain's (upload states) in
+    :mod:`turnstiled.journal_uploads`.
     """
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
@@ -254,113 +256,6 @@ class Journal(PeerUsageMixin):
         with self._wlock, self.conn:
             self.conn.execute("INSERT INTO events (at, kind, detail) VALUES (?, ?, ?)",
                               (time.time() if at is None else at, kind, detail))
-
-    # -- the drain (its own connection; each step one short transaction) --
-    def recover_inflight(self) -> int:
-        """After a restart: rows left in flight go back to pending, marked ``resent``.
-
-        The cloud may already hold them (if the process died between its
-        answer and our commit); ``resent`` keeps that visible.
-        """
-        with write_transaction(self.conn) as conn:
-            cur = conn.execute(
-                "UPDATE scans SET upload = 'pending', resent = 1 WHERE upload = 'inflight'")
-        return cur.rowcount
-
-    def pending(self, source: str) -> tuple[int, float | None]:
-        """How many rows of *source* wait for upload, and when the oldest was scanned."""
-        n, oldest = self.conn.execute(
-            "SELECT COUNT(*), MIN(at) FROM scans WHERE upload = 'pending' AND source = ? "
-            f"AND {UPLOADABLE}",
-            (source,)).fetchone()
-        return int(n), oldest
-
-    def claim(self, source: str, limit: int,
-              skip: Container[str | None] = ()) -> list[dict[str, Any]]:
-        """Move the oldest pending rows of *source* (one event, not in *skip*) to in flight."""
-        with write_transaction(self.conn) as conn:
-            if skip:  # rare (an event refused): look past it
-                events = [ev for ev, _ in conn.execute(
-                    "SELECT event, MIN(id) AS first FROM scans WHERE upload = 'pending' "
-                    f"AND source = ? AND {UPLOADABLE} GROUP BY event ORDER BY first",
-                    (source,)) if ev not in skip]
-            else:
-                events = [ev for (ev,) in conn.execute(
-                    "SELECT event FROM scans WHERE upload = 'pending' AND source = ? "
-                    f"AND {UPLOADABLE} ORDER BY id LIMIT 1", (source,))]
-            if not events:
-                return []
-            return self._claim(conn, source, events[0], limit)
-
-    def claim_event(self, source: str, event: str | None, limit: int) -> list[dict[str, Any]]:
-        """Move the oldest pending rows of *source* and *event* to in flight."""
-        with write_transaction(self.conn) as conn:
-            return self._claim(conn, source, event, limit)
-
-    def _claim(self, conn: sqlite3.Connection, source: str, event: str | None,
-               limit: int) -> list[dict[str, Any]]:
-        rows = list(self.db.query(
-            "SELECT * FROM scans WHERE upload = 'pending' AND source = ? "
-            f"AND event IS ? AND {UPLOADABLE} ORDER BY id LIMIT ?", (source, event, limit)))
-        conn.executemany(
-            "UPDATE scans SET upload = 'inflight', attempts = attempts + 1 "
-            "WHERE id = ? AND upload = 'pending'", [(r["id"],) for r in rows])
-        return rows
-
-    def settle(self, confirmed: list[int], rejected: dict[int, str],
-               at: float | None = None, notes: dict[int, str] | None = None) -> None:
-        """Mark in-flight rows confirmed or rejected (with the cloud's reason), in one commit.
-
-        *notes* keeps a remark on a confirmed row (``already upstream: our earlier send``).
-        """
-        at = time.time() if at is None else at
-        notes = notes or {}
-        with write_transaction(self.conn) as conn:
-            conn.executemany(
-                "UPDATE scans SET upload = 'confirmed', uploaded_at = ?, upload_note = ? "
-                "WHERE id = ? AND upload = 'inflight'",
-                [(at, notes.get(i), i) for i in confirmed])
-            conn.executemany(
-                "UPDATE scans SET upload = 'rejected', uploaded_at = ?, upload_note = ? "
-                "WHERE id = ? AND upload = 'inflight'",
-                [(at, note[:500], i) for i, note in rejected.items()])
-
-    def release(self, ids: Iterable[int], note: str, *, resent: Container[int] = ()) -> None:
-        """Put in-flight rows back to pending after a failure that may pass, in one commit.
-
-        Rows in *resent* may have reached the cloud (its answer was lost):
-        they are marked ``resent``, as their next send may be a duplicate.
-        """
-        with write_transaction(self.conn) as conn:
-            conn.executemany(
-                "UPDATE scans SET upload = 'pending', upload_note = ?, resent = resent | ? "
-                "WHERE id = ? AND upload = 'inflight'",
-                [(note[:500], int(i in resent), i) for i in ids])
-
-    def backlog(self) -> dict[str, dict[str, Any]]:
-        """Per source: rows waiting for upload and the time of the oldest."""
-        out: dict[str, dict[str, Any]] = {}
-        for source, n, oldest in self.conn.execute(
-                "SELECT source, COUNT(*), MIN(at) FROM scans "
-                "WHERE upload IN ('pending', 'inflight') GROUP BY source"):
-            out[source or ""] = {"pending": n, "oldest_at": oldest}
-        return out
-
-    def prune(self, older_than: float, batch: int = 5000) -> int:
-        """Delete settled rows (confirmed, rejected, local) older than *older_than*.
-
-        Pending and in-flight rows are never pruned, however old.
-        """
-        total = 0
-        while True:
-            with write_transaction(self.conn) as conn:
-                cur = conn.execute(
-                    "DELETE FROM scans WHERE id IN (SELECT id FROM scans WHERE at < ? AND "
-                    "upload IN ('confirmed', 'rejected', 'local') ORDER BY id LIMIT ?)",
-                    (older_than, batch))
-            total += cur.rowcount
-            if cur.rowcount < batch:
-                return total
 
     # -- readers ---------------------------------------------------------
     def recent(self, limit: int = 20, *, barcode: str | None = None,
