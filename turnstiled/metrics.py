@@ -125,11 +125,10 @@ class Metrics:
             self.registry.register(c)
             self.http_registry.register(c)
         ProcessCollector(registry=self.http_registry)
-        self._children: dict[tuple[str, str, str, str], Any] = {}
-        for sc in cfg.scanner:
+        for sc in cfg.scanner:  # every series of a configured scanner starts at 0
             for reason in (rules.GRANTED, rules.EXIT, *rules.DENY_REASONS):
-                self._child("granted" if reason in (rules.GRANTED, rules.EXIT) else "denied",
-                            reason, sc.name, sc.direction)
+                self.scans.labels("granted" if reason in (rules.GRANTED, rules.EXIT)
+                                  else "denied", reason, sc.name, sc.direction)
         self.server: Any = None
         self.server_thread: threading.Thread | None = None
         self.listening: str | None = None
@@ -138,18 +137,11 @@ class Metrics:
         self._thread: threading.Thread | None = None
 
     # -- events (the decision thread, after the relay has moved) -----------
-    def _child(self, result: str, reason: str, scanner: str, direction: str) -> Any:
-        key = (result, reason, scanner, direction)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.scans.labels(*key)
-        return child
-
     def observe(self, outcome: Outcome) -> None:
         """Count one decided scan; called after the gate has acted on it."""
         d = outcome.evaluation.decision
-        self._child("granted" if d.granted else "denied", d.reason, outcome.scanner,
-                    outcome.evaluation.direction).inc()
+        self.scans.labels("granted" if d.granted else "denied", d.reason, outcome.scanner,
+                          outcome.evaluation.direction).inc()
         if outcome.latency_s is not None:
             self.latency.observe(outcome.latency_s)
         if not outcome.scan_id:
