@@ -186,9 +186,8 @@ class Metrics:
         if mesh:
             yield _gauge("turnstiled_mesh_connected", "1 while the venue broker is connected.",
                          float(bool(mesh.get("connected"))))
-            peers = mesh.get("peers")
             yield _gauge("turnstiled_mesh_peers", "Peer gates of the venue seen online.",
-                         float(len(peers) if isinstance(peers, list | dict) else peers or 0))
+                         float(mesh.get("peers") or 0))
             yield _gauge("turnstiled_mesh_unacknowledged",
                          "Decisions published but not yet acknowledged by the broker.",
                          float(mesh.get("unacknowledged") or 0))
