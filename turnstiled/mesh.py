@@ -47,6 +47,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from turnstiled import meshwire
 from turnstiled.cache import Cache
 from turnstiled.config import Config
+from turnstiled.figures import open_readonly
 from turnstiled.journal import Journal
 from turnstiled.journal_peers import VenueEvent
 from turnstiled.timeutil import iso
@@ -67,7 +68,6 @@ class MeshClient:
         assert cfg.mesh is not None
         self.cfg = cfg
         self._journal = journal
-        self._reader: Journal | None = None
         self.on_merged = on_merged  # after each committed merge of peer events (bench, metrics)
         self.mesh = cfg.mesh
         self.gate_id = cfg.gate.id
@@ -254,10 +254,9 @@ class MeshClient:
         # The daemon's journal (its lock orders our writes with the scan
         # path's); a connection of our own when run alone (bench).
         journal = self._journal or Journal(self.cfg.paths.journal_db)
-        try:
-            cache: Cache | None = Cache(self.cfg.paths.cache_db, readonly=True)
-        except (FileNotFoundError, OSError):
-            cache = None
+        # Read-only: the cache (ticket policies) and, for the heartbeat's
+        # figures, the journal through a connection of their own.
+        cache, reader = open_readonly(self.cfg)
         next_beat = next_prune = 0.0
         try:
             while not self._stop.is_set():
@@ -266,7 +265,7 @@ class MeshClient:
                 try:
                     self._step(journal, cache)
                     if time.monotonic() >= next_beat and self._connected:
-                        self._heartbeat(cache)
+                        self._heartbeat(cache, reader)
                         next_beat = time.monotonic() + self.mesh.heartbeat_interval_s
                     if time.monotonic() >= next_prune:
                         days = self.cfg.journal.retention_days
@@ -278,10 +277,9 @@ class MeshClient:
         finally:
             if self._journal is None:
                 journal.close()
-            if cache is not None:
-                cache.close()
-            if self._reader is not None:
-                self._reader.close()
+            for db in (cache, reader):
+                if db is not None:
+                    db.close()
 
     def _step(self, journal: Journal, cache: Cache | None) -> None:
         """Peers' events, this gate's new decisions and the broker's PUBACKs: one
@@ -368,12 +366,10 @@ class MeshClient:
                           passed, row["source"], ticket.entries if ticket else "",
                           self.cfg.gate.zone)
 
-    def _heartbeat(self, cache: Cache | None) -> None:
+    def _heartbeat(self, cache: Cache | None, reader: Journal | None) -> None:
         body: dict[str, Any] = {"gate": self.gate_id, "online": True, "at": time.time()}
         if self.figures is not None:
-            if self._reader is None:  # figures read through a connection of their own
-                self._reader = Journal(self.cfg.paths.journal_db, readonly=True)
-            body.update(self.figures(cache, self._reader))
+            body.update(self.figures(cache, reader))
         body["gate"] = self.gate_id
         self.client.publish(meshwire.fleet_topic(self.mesh.venue, self.gate_id),
                             json.dumps(body, default=str), qos=1, retain=True)
