@@ -84,6 +84,7 @@ class VenueEvent:
 class MergeResult:
     new: int = 0           # events (or annulments) this gate did not know
     conflicts: tuple[dict[str, Any], ...] = ()  # conflicts first seen in this merge
+    gates: frozenset[str] = frozenset()  # the gates those new ones came from
 
 
 def migrate_peers(conn: sqlite3.Connection) -> None:
@@ -177,6 +178,7 @@ class PeerUsageMixin:
         now = time.time() if now is None else now
         new = 0
         touched: set[str] = set()
+        gates: set[str] = set()
         events, acked = list(events), list(acked)
         if not events and not acked:
             return MergeResult()
@@ -206,10 +208,11 @@ class PeerUsageMixin:
                     continue
                 new += 1
                 touched.add(ev.bkey)
+                gates.add(ev.gate_id)
             conflicts: list[dict[str, Any]] = []
             for bkey in sorted(touched):
                 conflicts += self._conflicts_of(conn, bkey, now)
-        return MergeResult(new, tuple(conflicts))
+        return MergeResult(new, tuple(conflicts), frozenset(gates))
 
     @staticmethod
     def _count(conn: sqlite3.Connection, zone: str, direction: str, delta: int) -> None:

@@ -316,12 +316,11 @@ class MeshClient:
         for mid, qos in mids:
             if qos:
                 self.client.ack(mid, qos)
-        if peers:
-            if self.on_merged is not None:
-                self.on_merged(peers)
-            if result.new:
-                with self._lock:
-                    self._last_peer_event = time.time()
+        if peers and self.on_merged is not None:
+            self.on_merged(peers)
+        if result.gates - {self.gate_id}:
+            with self._lock:
+                self._last_peer_event = time.time()
         self._note_conflicts(result.conflicts)
         if not self._inbox.empty():
             self._wake.set()
