@@ -153,10 +153,6 @@ class PeerUsageMixin:
             f"coalesce(passed, -1) AS state FROM scans WHERE {_OUTBOX_WHERE} AND id > ? "
             "ORDER BY id LIMIT ?", (after_id, limit))
 
-    def mesh_acknowledged(self, acked: Iterable[tuple[int, int]]) -> None:
-        """Record that the broker has these (scan id, state) pairs (PUBACK)."""
-        self.mesh_step((), acked)
-
     def mesh_backlog(self) -> int:
         with self._wlock:
             return int(self.conn.execute(f"SELECT COUNT(*) FROM scans WHERE {_OUTBOX_WHERE}")
