@@ -146,12 +146,12 @@ class PeerUsageMixin:
         return max(0, row[0]) if row else 0
 
     # -- the outbox ------------------------------------------------------
-    def mesh_outbox(self, after_id: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+    def mesh_outbox(self, limit: int = 500) -> list[dict[str, Any]]:
         """Granted scans whose current state the broker has not acknowledged, oldest first."""
         return self._rows(
             "SELECT id, nonce, at, gate_id, direction, barcode, source, passed, "
-            f"coalesce(passed, -1) AS state FROM scans WHERE {_OUTBOX_WHERE} AND id > ? "
-            "ORDER BY id LIMIT ?", (after_id, limit))
+            f"coalesce(passed, -1) AS state FROM scans WHERE {_OUTBOX_WHERE} "
+            "ORDER BY id LIMIT ?", (limit,))
 
     def mesh_backlog(self) -> int:
         with self._wlock:
