@@ -63,3 +63,16 @@ def test_two_gates_admitting_one_single_ticket_is_one_conflict(tmp_path):
     assert j.mesh_conflicts() == []
     assert j.occupancy() == {"z": 1}
     j.close()
+
+
+def test_prune_forgets_old_events_in_batches_and_keeps_occupancy(tmp_path):
+    j = Journal(tmp_path / "j.db")
+    old = [VenueEvent(f"o{i}", "a", 10.0 + i, f"k{i}", "in", None, "local", "single", "z")
+           for i in range(7)]
+    j.mesh_merge(old, now=100.0)
+    j.mesh_merge([VenueEvent("new", "a", 500.0, "k", "in", None, "local", "single", "z")],
+                 now=500.0)
+    assert j.prune_mesh(older_than=200.0, batch=3) == 7
+    assert [n for (n,) in j.conn.execute("SELECT nonce FROM mesh_events")] == ["new"]
+    assert j.occupancy() == {"z": 8}  # counts stay
+    j.close()

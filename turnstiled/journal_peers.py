@@ -247,16 +247,26 @@ class PeerUsageMixin:
                               "with_nonce": w_nonce, "with_gate": w_gate, "with_at": w_at})
         return fresh
 
-    def prune_mesh(self, older_than: float) -> int:
+    def prune_mesh(self, older_than: float, batch: int = 1000) -> int:
         """Forget venue events (and their conflicts) older than the journal's retention.
 
+        Events go by when this gate received them (indexed: no scan of the
+        whole table), *batch* at a time, each batch one short transaction
+        under the journal's lock, so a scan waits for one batch at most.
         Occupancy counts stay as they are; a ticket's peer usage from before
         then is forgotten with them, as its scans are on the gate that made them.
         """
-        with self._wlock, write_transaction(self.conn) as conn:
-            n = conn.execute("DELETE FROM mesh_events WHERE at < ?", (older_than,)).rowcount
-            conn.execute("DELETE FROM mesh_conflicts WHERE at < ?", (older_than,))
-        return n
+        total = 0
+        while True:
+            with self._wlock, write_transaction(self.conn) as conn:
+                n = conn.execute(
+                    "DELETE FROM mesh_events WHERE nonce IN (SELECT nonce FROM mesh_events "
+                    "WHERE received_at < ? LIMIT ?)", (older_than, batch)).rowcount
+                if n < batch:
+                    conn.execute("DELETE FROM mesh_conflicts WHERE at < ?", (older_than,))
+            total += n
+            if n < batch:
+                return total
 
     # -- readers ---------------------------------------------------------
     def mesh_conflicts(self, limit: int = 20) -> list[dict[str, Any]]:
