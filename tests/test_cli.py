@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,19 +100,3 @@ def test_doctor_without_daemon_fails_with_reasons(conf, capsys, tmp_path):
     assert checks["config"]["level"] == "OK"
     assert checks["cache"]["level"] == "OK" and "intact" in checks["cache"]["detail"]
     assert checks["daemon"]["level"] == "FAIL"
-
-
-def test_demo_runs_from_piped_input():
-    """scripts/demo's program, scripted: vivenu emulator, sync, pty scanner, decisions."""
-    proc = subprocess.run([sys.executable, "-m", "turnstiled.demo", "--tickets", "300"],
-                          input="DEMO-0001\nDEMO-0001\nDEMO-0004\nNOPE\n", capture_output=True,
-                          text=True, timeout=120, check=False,
-                          env={**os.environ, "GPIOZERO_PIN_FACTORY": "mock"})
-    assert proc.returncode == 0, proc.stderr
-    lines = [ln for ln in proc.stdout.splitlines() if ln[:5] in ("GRANT", "DENY ", "-----")]
-    assert lines == [
-        "GRANT DEMO-0001  granted: first entry",
-        "----- DEMO-0001  repeat within the debounce window: ignored",
-        "DENY  DEMO-0004  invalid: ticket status invalid",
-        "DENY  NOPE  unknown: ticket not in cache",
-    ]

@@ -42,13 +42,28 @@ class Lines:
         raise AssertionError(f"no line matching {pattern!r} in {self.seen!r}")
 
 
-def test_reentry_through_the_exit_scanner():
-    proc = subprocess.run(
-        [sys.executable, "-m", "turnstiled.demo", "--tickets", "50", "--debounce", "0"],
-        input="DEMO-0002\nDEMO-0002\nout DEMO-0002\nDEMO-0002\nout NOPE-1\n",
-        capture_output=True, text=True, timeout=120, check=False, env=ENV)
+def decisions(script: str, *args: str) -> list[str]:
+    """The demo's decision lines for *script* piped to it (stdin not a terminal)."""
+    proc = subprocess.run([sys.executable, "-m", "turnstiled.demo", *args], input=script,
+                          capture_output=True, text=True, timeout=120, check=False, env=ENV)
     assert proc.returncode == 0, proc.stderr
-    lines = [ln for ln in proc.stdout.splitlines() if ln[:5] in ("GRANT", "DENY ", "-----")]
+    return [ln for ln in proc.stdout.splitlines() if ln[:5] in ("GRANT", "DENY ", "-----")]
+
+
+def test_demo_runs_from_piped_input():
+    """scripts/demo's program, scripted: vivenu emulator, sync, pty scanner, decisions."""
+    lines = decisions("DEMO-0001\nDEMO-0001\nDEMO-0004\nNOPE\n", "--tickets", "300")
+    assert lines == [
+        "GRANT DEMO-0001  granted: first entry",
+        "----- DEMO-0001  repeat within the debounce window: ignored",
+        "DENY  DEMO-0004  invalid: ticket status invalid",
+        "DENY  NOPE  unknown: ticket not in cache",
+    ]
+
+
+def test_reentry_through_the_exit_scanner():
+    lines = decisions("DEMO-0002\nDEMO-0002\nout DEMO-0002\nDEMO-0002\nout NOPE-1\n",
+                      "--tickets", "50", "--debounce", "0")
     assert lines == [
         "GRANT DEMO-0002  granted: first entry",
         "DENY  DEMO-0002  already_inside: entered and has not left",
