@@ -50,6 +50,8 @@ def test_every_key_is_documented_in_the_shipped_file(schema):
     ("[[scanner]]\nname = 'a'\ntype = 'serial'\n", "scanner[0].url"),
     ("[[scanner]]\ntype = 'hid'\ndevice = '/dev/input/event0'\n", "scanner[0].name"),
     ("[bogus]\n", "bogus"),
+    ("gate = 5\n", "gate"),
+    ("gate = 5\n[mesh]\nbroker = 'mqtt://x:1883'\nvenue = 'v'\n", "gate"),
     ("[sources.nowhere]\n", "sources.nowhere"),
     ("[mesh]\nvenue = 'v'\n", "mesh.broker"),
     ("[mesh]\nbroker = 'http://x'\nvenue = 'v'\n", "mesh.broker"),

@@ -286,8 +286,7 @@ def _parse(data: bytes, path: str) -> dict[str, Any]:
 
 def from_dict(raw: dict[str, Any], path: str = "<dict>") -> Config:
     """Validate an already-parsed TOML document."""
-    known = {"gate", "hardware", "paths", "log", "journal", "scanner", "sources", "mesh",
-             "metrics"}
+    known = {f.name for f in dataclasses.fields(Config)} - {"path"}
     for key in raw:
         if key not in known:
             raise ConfigError(path, key, f"unknown section (known: {', '.join(sorted(known))})")
@@ -316,19 +315,22 @@ def from_dict(raw: dict[str, Any], path: str = "<dict>") -> Config:
             known_src = ", ".join(sorted(schemas)) or "none"
             raise ConfigError(path, f"sources.{name}", f"unknown source (known: {known_src})")
         sources[name] = _build(schema, table, f"sources.{name}", path)
-    mesh = None
-    if raw.get("gate", {}).get("max_occupancy") and "mesh" not in raw:
+    # Rules across sections read the built sections: a section that is not a
+    # table has been refused with one line by then, never a traceback.
+    gate = _build(GateSettings, raw.get("gate", {}), "gate", path)
+    if gate.max_occupancy and "mesh" not in raw:
         raise ConfigError(path, "gate.max_occupancy", "needs [mesh]: occupancy is counted "
                           "from the venue's shared events")
+    mesh = None
     if "mesh" in raw:
         mesh = _build(MeshSettings, raw["mesh"], "mesh", path)
         _check_mesh(mesh, path)
-        if not _VENUE.match(str(raw.get("gate", {}).get("id", "gate-1"))):
+        if not _VENUE.match(gate.id):
             raise ConfigError(path, "gate.id", "with [mesh]: 1-64 letters, digits, '.', '_' "
                               "or '-' (it is part of the gate's MQTT topics)")
     return Config(
         path=path,
-        gate=_build(GateSettings, raw.get("gate", {}), "gate", path),
+        gate=gate,
         hardware=_build(HardwareSettings, raw.get("hardware", {}), "hardware", path),
         paths=_build(PathSettings, raw.get("paths", {}), "paths", path),
         log=_build(LogSettings, raw.get("log", {}), "log", path),
