@@ -196,6 +196,10 @@ class MetricsSettings:
             raise SettingError("textfile_interval_s", "must be more than 0 seconds")
 
 
+# A venue or gate id: part of the mesh's MQTT topics.
+_VENUE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
 @dataclass(frozen=True)
 class MeshSettings:
     """The venue mesh: an MQTT broker shared by every gate of one venue."""
@@ -214,6 +218,20 @@ class MeshSettings:
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
     max_message_bytes: int = 2048
+
+    def __post_init__(self) -> None:
+        if not re.match(r"^mqtts?://[^/?#\s]+/?$", self.broker):
+            raise SettingError("broker", "expected mqtt://host:port or mqtts://host:port")
+        try:
+            self.host_port  # noqa: B018 (validates the port)
+        except ValueError:
+            raise SettingError("broker", "the port must be a number") from None
+        if not _VENUE.match(self.venue):
+            raise SettingError("venue", "1-64 letters, digits, '.', '_' or '-'")
+        if self.ca_file and not os.path.isfile(self.ca_file):
+            raise SettingError("ca_file", f"no such file: {self.ca_file}")
+        if self.reconnect_max_s < self.reconnect_min_s or self.reconnect_min_s < 1:
+            raise SettingError("reconnect_max_s", "must be >= reconnect_min_s >= 1")
 
     @property
     def tls(self) -> bool:
@@ -324,7 +342,6 @@ def from_dict(raw: dict[str, Any], path: str = "<dict>") -> Config:
     mesh = None
     if "mesh" in raw:
         mesh = _build(MeshSettings, raw["mesh"], "mesh", path)
-        _check_mesh(mesh, path)
         if not _VENUE.match(gate.id):
             raise ConfigError(path, "gate.id", "with [mesh]: 1-64 letters, digits, '.', '_' "
                               "or '-' (it is part of the gate's MQTT topics)")
@@ -340,24 +357,6 @@ def from_dict(raw: dict[str, Any], path: str = "<dict>") -> Config:
         mesh=mesh,
         metrics=_build(MetricsSettings, raw.get("metrics", {}), "metrics", path),
     )
-
-
-_VENUE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-def _check_mesh(mesh: MeshSettings, path: str) -> None:
-    if not re.match(r"^mqtts?://[^/?#\s]+/?$", mesh.broker):
-        raise ConfigError(path, "mesh.broker", "expected mqtt://host:port or mqtts://host:port")
-    try:
-        mesh.host_port  # noqa: B018 (validates the port)
-    except ValueError:
-        raise ConfigError(path, "mesh.broker", "the port must be a number") from None
-    if not _VENUE.match(mesh.venue):
-        raise ConfigError(path, "mesh.venue", "1-64 letters, digits, '.', '_' or '-'")
-    if mesh.ca_file and not os.path.isfile(mesh.ca_file):
-        raise ConfigError(path, "mesh.ca_file", f"no such file: {mesh.ca_file}")
-    if mesh.reconnect_max_s < mesh.reconnect_min_s or mesh.reconnect_min_s < 1:
-        raise ConfigError(path, "mesh.reconnect_max_s", "must be >= reconnect_min_s >= 1")
 
 
 def _build(cls: type, table: Any, prefix: str, path: str) -> Any:
