@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import wait_until
-from turnstiled.config import HardwareSettings
 from turnstiled.control import request
 from turnstiled.errors import ControlError
 from turnstiled.gate import Gate
 from turnstiled.rules import Ticket
+from turnstiled.settings import HardwareSettings
 
 FIRE, PASSAGE, RELAY = 25, 24, 17
 WIRINGS = [(True, "fail-secure"), (False, "fail-secure"), (True, "fail-safe"),

@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from tests.conftest import wait_until
-from turnstiled.config import HardwareSettings
 from turnstiled.gate import Gate
+from turnstiled.settings import HardwareSettings
 
 
 def test_relay_idle_locked_at_start_and_pulses_on_grant(pins):

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import fields
 from pathlib import Path
 
-from turnstiled.config import HardwareSettings
+from turnstiled.settings import HardwareSettings
 
 HW = Path(__file__).resolve().parent.parent / "hardware"
 CONFIG = HW.parent / "config" / "turnstiled.toml"

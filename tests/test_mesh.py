@@ -24,12 +24,12 @@ from tests.conftest import make_config, wait_until
 from tests.mosquitto import Broker, shipped_broker
 from turnstiled import meshwire
 from turnstiled.cache import Cache
-from turnstiled.config import MeshSettings
 from turnstiled.control import request
 from turnstiled.daemon import Daemon
 from turnstiled.journal import Journal
 from turnstiled.pipeline import Outcome
 from turnstiled.rules import Ticket
+from turnstiled.settings import MeshSettings
 from turnstiled.sim.broker import free_port
 
 SLOW = 60.0  # generous: CI is a busy 2-core machine

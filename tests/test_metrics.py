@@ -26,13 +26,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import make_config, wait_until
 from turnstiled import cli
 from turnstiled.cache import Cache
-from turnstiled.config import parse_listen
 from turnstiled.control import request
 from turnstiled.errors import ConfigError, ControlError
 from turnstiled.figures import version
 from turnstiled.journal import Scan
 from turnstiled.metrics import Metrics
 from turnstiled.rules import Decision, Ticket
+from turnstiled.settings import parse_listen
 from turnstiled.sim import start_emulator
 
 

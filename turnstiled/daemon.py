@@ -30,7 +30,7 @@ from turnstiled import reload as reload_mod
 from turnstiled.backends import make_backends
 from turnstiled.cache import Cache
 from turnstiled.cloud import CloudProcess
-from turnstiled.config import Config, HardwareSettings, ScannerSettings
+from turnstiled.config import Config
 from turnstiled.control import ControlServer
 from turnstiled.errors import ConfigError
 from turnstiled.figures import gate_figures, version
@@ -40,6 +40,7 @@ from turnstiled.journal import Journal
 from turnstiled.online import OnlineChecker
 from turnstiled.pipeline import Outcome, ScanPipeline
 from turnstiled.service import Rounds
+from turnstiled.settings import HardwareSettings, ScannerSettings
 from turnstiled.timeutil import iso
 
 logger = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from typing import Any
 from gpiozero import LED, Buzzer, DigitalInputDevice, OutputDevice
 from gpiozero.pins import Factory
 
-from turnstiled.config import HardwareSettings
+from turnstiled.settings import HardwareSettings
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from turnstiled.config import LogSettings
+from turnstiled.settings import LogSettings
 
 IDENTIFIER = "turnstiled"
 

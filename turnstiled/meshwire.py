@@ -23,8 +23,8 @@ import json
 import math
 from typing import Any
 
-from turnstiled.config import MeshSettings
 from turnstiled.journal_peers import VenueEvent
+from turnstiled.settings import MeshSettings
 
 VERSION = 1
 PREFIX = "turnstiled"

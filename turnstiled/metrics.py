@@ -40,9 +40,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from turnstiled import figures, rules
-from turnstiled.config import Config, MetricsSettings, parse_listen
+from turnstiled.config import Config
 from turnstiled.drain import FAILURE_KINDS
 from turnstiled.pipeline import Outcome
+from turnstiled.settings import MetricsSettings, parse_listen
 
 logger = logging.getLogger(__name__)
 
