@@ -19,21 +19,13 @@ from turnstiled import cli_mesh, cli_tech, clock, figures, importer, tables
 from turnstiled import config as config_mod
 from turnstiled.backends import make_backends
 from turnstiled.cache import Cache
+from turnstiled.cli_common import emit, positive_int
 from turnstiled.config import Config
 from turnstiled.control import request
 from turnstiled.errors import ConfigError, ControlError, ImportFileError
-from turnstiled.journal import Journal
 from turnstiled.online import OnlineChecker
 from turnstiled.pipeline import ScanPipeline
 from turnstiled.timeutil import ago, iso
-
-
-def age(ts: float | None, now: float) -> str:
-    return ago(ts, now)
-
-
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    print(json.dumps(data, indent=2, default=str) if args.json else text)
 
 
 # -- commands --------------------------------------------------------------
@@ -53,13 +45,9 @@ def cmd_import(cfg: Config, args: argparse.Namespace) -> int:
     finally:
         cache.close()
     mode = "replaced the local list with" if args.replace else "imported"
-    _emit(args, {"imported": n, "source": importer.SOURCE, "replace": args.replace,
+    emit(args, {"imported": n, "source": importer.SOURCE, "replace": args.replace,
                  "file": args.file}, f"{mode} {n} ticket(s) from {args.file}")
     return 0
-
-
-def _open_readonly(cfg: Config) -> tuple[Cache | None, Journal | None]:
-    return figures.open_readonly(cfg)
 
 
 def _argv_bytes(text: str) -> bytes:
@@ -73,7 +61,7 @@ def _argv_bytes(text: str) -> bytes:
 
 
 def cmd_lookup(cfg: Config, args: argparse.Namespace) -> int:
-    cache, journal = _open_readonly(cfg)
+    cache, journal = figures.open_readonly(cfg)
     if cache is None:
         cache = Cache(":memory:")
     # Online sources are asked as a scan asks them: nothing is used upstream.
@@ -113,7 +101,7 @@ def cmd_lookup(cfg: Config, args: argparse.Namespace) -> int:
                   f"usage    {u.entries} entries, {u.exits} exits, "
                   f"{'inside' if u.inside else 'outside'}"]
     lines += [f"ALARM    {what}: {alarm}" for what, alarm in alarms.items()]
-    _emit(args, data, "\n".join(lines))
+    emit(args, data, "\n".join(lines))
     return 0 if d.granted else 1
 
 
@@ -157,19 +145,19 @@ def scans_table(data: list[dict[str, Any]]) -> str:
 
 
 def cmd_scans(cfg: Config, args: argparse.Namespace) -> int:
-    _, journal = _open_readonly(cfg)
+    _, journal = figures.open_readonly(cfg)
     rows = [] if journal is None else journal.recent(args.limit, barcode=args.barcode)
     conflicts = cli_mesh.conflicts_of(journal, [r["nonce"] for r in rows])
     data = [{**scan_json(r), "conflict": None if r["nonce"] not in conflicts else {
         "gate_id": conflicts[r["nonce"]]["gate_id"], "at": iso(conflicts[r["nonce"]]["at"])}}
         for r in rows]
-    _emit(args, data, scans_table(data) if data else "no scans journaled")
+    emit(args, data, scans_table(data) if data else "no scans journaled")
     return 0
 
 
 def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     now = time.time()
-    cache, journal = _open_readonly(cfg)
+    cache, journal = figures.open_readonly(cfg)
     figs = figures.read(cache, journal, now, counts=True)
     sources, backlog = figs["sources"], figs["backlog"]
     counts = figs["journal"]
@@ -226,7 +214,7 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         gone = "" if s["source"] in (*cfg.sources, importer.SOURCE) else \
             "  NOT CONFIGURED: its tickets do not admit"
         lines.append(f"source   {s['source']:<14} {s['tickets']:>9} tickets  "
-                     f"synced {age(s.get('last_sync'), now)}{err}{gone}")
+                     f"synced {ago(s.get('last_sync'), now)}{err}{gone}")
     for name, h in data["online"].items():
         lines.append(f"source   {name:<14} {online_line(h, now)}")
     if not sources and not data["online"]:
@@ -235,14 +223,14 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
                                 or "empty"))
     for src, b in sorted(backlog.items()):
         lines.append(f"backlog  {src or '-':<14} {b['pending']:>9} to upload, oldest "
-                     f"{age(b['oldest_at'], now)}"
+                     f"{ago(b['oldest_at'], now)}"
                      + ("  ORPHANED: source not configured; kept, sent if it returns"
                         if src not in cfg.sources else ""))
     lines += mesh_lines
     for db in (cache, journal):
         if db is not None:
             db.close()
-    _emit(args, iso_times(data), tables.fold(lines, 9, tables.width()))
+    emit(args, iso_times(data), tables.fold(lines, 9, tables.width()))
     return 0 if daemon else EXIT_NOT_RUNNING
 
 
@@ -275,13 +263,13 @@ def online_health(cfg: Config, daemon: dict[str, Any] | None) -> dict[str, Any]:
 def online_line(h: dict[str, Any] | None, now: float) -> str:
     if h is None:
         return "online check  (health unknown: the daemon is not running)"
-    text = f"online check  last answer {age(h.get('last_answer_at'), now)}"
+    text = f"online check  last answer {ago(h.get('last_answer_at'), now)}"
     if h.get("alarm"):
         return f"{text}  ALARM {h['alarm']}: {h.get('last_error')}"
     if h.get("offline_since") is not None:
-        return f"{text}  OFFLINE since {age(h['offline_since'], now)}: {h.get('last_error')}"
+        return f"{text}  OFFLINE since {ago(h['offline_since'], now)}: {h.get('last_error')}"
     if h.get("last_error"):
-        text += f"  (last error {age(h.get('last_error_at'), now)}: {h['last_error']})"
+        text += f"  (last error {ago(h.get('last_error_at'), now)}: {h['last_error']})"
     return text
 
 
@@ -300,7 +288,7 @@ def cmd_sync(cfg: Config, args: argparse.Namespace) -> int:
     reply = request(cfg.paths.control_socket, "sync", full=args.full)
     reply.pop("ok", None)
     names = ", ".join(reply["sources"]) or "none (no [sources.*] configured)"
-    _emit(args, reply, f"{'full ' if args.full else ''}sync requested: {names}")
+    emit(args, reply, f"{'full ' if args.full else ''}sync requested: {names}")
     return 0
 
 
@@ -310,7 +298,7 @@ def cmd_doctor(cfg: Config, args: argparse.Namespace) -> int:
     data = [{"check": c.name, "level": c.level, "detail": c.detail} for c in checks]
     text = tables.fold([f"{c.level:<4}  {c.name:<18} {c.detail}" for c in checks], 25,
                        tables.width())
-    _emit(args, data, text)
+    emit(args, data, text)
     return 1 if any(c.level == "FAIL" for c in checks) else 0
 
 
@@ -321,17 +309,6 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
-    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -377,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("doctor", parents=[common],
                        help="check config, disk, databases, scanners and the daemon")
     s.set_defaults(fn=cmd_doctor)
-    cli_tech.add_parsers(sub, common, positive_int)
+    cli_tech.add_parsers(sub, common)
     return p
 
 

@@ -11,22 +11,12 @@ import sqlite3
 import time
 from typing import Any
 
+from turnstiled.cli_common import emit
 from turnstiled.config import Config
 from turnstiled.control import request
 from turnstiled.errors import ControlError
 from turnstiled.journal import Journal
-from turnstiled.timeutil import iso
-
-
-# cli imports this module; its helpers are fetched when a command runs.
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    from turnstiled import cli
-    cli._emit(args, data, text)
-
-
-def age(ts: float | None, now: float) -> str:
-    from turnstiled import cli
-    return cli.age(ts, now)
+from turnstiled.timeutil import ago, iso
 
 
 def conflicts_of(journal: Journal | None, nonces: list[str]) -> dict[str, dict[str, Any]]:
@@ -36,7 +26,6 @@ def conflicts_of(journal: Journal | None, nonces: list[str]) -> dict[str, dict[s
         return journal.conflicts_of_scans(nonces)
     except sqlite3.OperationalError:  # a journal from before the mesh, not yet migrated
         return {}
-
 
 
 def mesh_status(cfg: Config, daemon: dict[str, Any] | None, journal: Journal | None,
@@ -65,7 +54,7 @@ def mesh_status(cfg: Config, daemon: dict[str, Any] | None, journal: Journal | N
     }
     state = "connected" if block["connected"] else "NOT CONNECTED"
     lines = [f"mesh     {block['venue']} via {block['broker']}: {state}, "
-             f"{block['peers']} peer(s) online, last peer event {age(last, now)}"]
+             f"{block['peers']} peer(s) online, last peer event {ago(last, now)}"]
     lines += [f"CONFLICT one ticket admitted at {c['gates'][0]} {c['times'][0]} and at "
               f"{c['gates'][1]} {c['times'][1]}" for c in block["conflicts"]]
     return block, lines
@@ -90,7 +79,7 @@ def cmd_occupancy(cfg: Config, args: argparse.Namespace) -> int:
              if zone == g.zone and g.max_occupancy else "") for zone, n in zones.items()]
     if cfg.mesh is None:
         lines.insert(0, "no [mesh] configured: occupancy is counted from the venue's events")
-    _emit(args, data, "\n".join(lines) or "nobody inside (no entries recorded)")
+    emit(args, data, "\n".join(lines) or "nobody inside (no entries recorded)")
     return 0
 
 
@@ -112,8 +101,8 @@ def cmd_fleet(cfg: Config, args: argparse.Namespace) -> int:
         backlog = sum((r["backlog"] or {}).values())
         scanner = {True: "ok", False: "DOWN", None: "-"}[r["scanner_connected"]]
         last = rows[data.index(r)].get("last_scan_at")
-        lines.append(f"{r['gate']:<16} {r['state']:<8} {age(now - r['seen_age_s'], now):<10} "
+        lines.append(f"{r['gate']:<16} {r['state']:<8} {ago(now - r['seen_age_s'], now):<10} "
                      f"{r['version'] or '-':<10} {tickets:>8} {backlog:>7} {scanner:<8} "
-                     f"{age(last, now)}")
-    _emit(args, data, "\n".join(lines) if data else "no gate heard of yet")
+                     f"{ago(last, now)}")
+    emit(args, data, "\n".join(lines) if data else "no gate heard of yet")
     return 0

@@ -8,9 +8,9 @@ moves. ``events`` reads the journal's technician and alarm events.
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
+from turnstiled.cli_common import emit, positive_int
 from turnstiled.config import Config
 from turnstiled.control import request
 from turnstiled.journal import Journal
@@ -19,10 +19,6 @@ from turnstiled.timeutil import iso
 # Events a technician looks for; start/stop are shown with --all.
 TECHNICIAN_EVENTS = ("manual_open", "hold_open", "release", "emergency", "test",
                      "fire_alarm", "settled", "clock_step")
-
-
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    print(json.dumps(data, indent=2, default=str) if args.json else text)
 
 
 def relay_text(gate: dict[str, Any]) -> str:
@@ -37,7 +33,7 @@ def control(cmd: str) -> Any:
     def run(cfg: Config, args: argparse.Namespace) -> int:
         reply = request(cfg.paths.control_socket, cmd)
         reply.pop("ok", None)
-        _emit(args, reply, f"{cmd}: relay {relay_text(reply['gate'])}")
+        emit(args, reply, f"{cmd}: relay {relay_text(reply['gate'])}")
         return 0
     return run
 
@@ -45,7 +41,7 @@ def control(cmd: str) -> Any:
 def cmd_emergency(cfg: Config, args: argparse.Namespace) -> int:
     reply = request(cfg.paths.control_socket, "emergency", state=args.state)
     reply.pop("ok", None)
-    _emit(args, reply, f"emergency {args.state}: relay {relay_text(reply['gate'])}")
+    emit(args, reply, f"emergency {args.state}: relay {relay_text(reply['gate'])}")
     return 0
 
 
@@ -58,7 +54,7 @@ def cmd_test(cfg: Config, args: argparse.Namespace) -> int:
         lines.append(f"scanner  {s['name']}: {state}, last frame {s['last_frame_at'] or 'never'}")
     if not reply["scanners"]:
         lines.append("scanner  none configured")
-    _emit(args, reply, "\n".join(lines))
+    emit(args, reply, "\n".join(lines))
     return 0
 
 
@@ -80,12 +76,11 @@ def cmd_events(cfg: Config, args: argparse.Namespace) -> int:
     data = [event_json(r) for r in rows]
     lines = [f"{'ID':>6}  {'TIME (UTC)':<24} {'EVENT':<12} DETAIL"]
     lines += [f"{e['id']:>6}  {e['at']:<24} {e['kind']:<12} {e['detail']}" for e in data]
-    _emit(args, data, "\n".join(lines) if data else "no events journaled")
+    emit(args, data, "\n".join(lines) if data else "no events journaled")
     return 0
 
 
-def add_parsers(sub: Any, common: argparse.ArgumentParser,
-                positive: Any) -> None:
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     """The technician commands, on *sub* (the subcommand parsers of turnstilectl)."""
     for name, helptext in (("open", "pulse the relay once (journaled)"),
                            ("hold", "hold the arm free until 'release' (journaled)"),
@@ -101,6 +96,6 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser,
     s.set_defaults(fn=cmd_test)
     s = sub.add_parser("events", parents=[common],
                        help="journaled technician and alarm events, newest first")
-    s.add_argument("--limit", type=positive, default=20)
+    s.add_argument("--limit", type=positive_int, default=20)
     s.add_argument("--all", action="store_true", help="also start and stop")
     s.set_defaults(fn=cmd_events)
