@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_until
-from turnstiled import cli
+from turnstiled import cli, cli_status
 
 FIRE = 25
 
@@ -83,15 +83,15 @@ def test_status_json_times_are_iso_and_exit_nonzero_without_daemon(start_gate, c
     g.daemon.stop()
     code, out, _ = ctl(capsys, "--config", c, "status", "--json")
     data = json.loads(out)
-    assert code == cli.EXIT_NOT_RUNNING and data["daemon"]["running"] is False
+    assert code == cli_status.EXIT_NOT_RUNNING and data["daemon"]["running"] is False
     code, out, _ = ctl(capsys, "--config", c, "status")
-    assert code == cli.EXIT_NOT_RUNNING and "not running" in out
+    assert code == cli_status.EXIT_NOT_RUNNING and "not running" in out
 
 
 def test_iso_times_converts_unix_times_only():
     data = {"last_sync": 0.0, "sync_age_s": 4.0, "x": [{"last_answer_at": 86400}],
             "last_error": "boom", "entries": 3, "offline_since": None, "ok_at": True}
-    assert cli.iso_times(data) == {
+    assert cli_status.iso_times(data) == {
         "last_sync": "1970-01-01T00:00:00.000Z", "sync_age_s": 4.0,
         "x": [{"last_answer_at": "1970-01-02T00:00:00.000Z"}], "last_error": "boom",
         "entries": 3, "offline_since": None, "ok_at": True}
