@@ -22,33 +22,38 @@ from turnstiled.timeutil import ago, iso
 
 def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     now = time.time()
-    cache, journal = figures.open_readonly(cfg)
-    figs = figures.read(cache, journal, now, counts=True)
-    sources, backlog = figs["sources"], figs["backlog"]
-    counts = figs["journal"]
     try:
         daemon: dict[str, Any] | None = request(cfg.paths.control_socket, "status")
         daemon.pop("ok", None)
     except ControlError as exc:
         daemon = None
         daemon_error = str(exc)
+    cache, journal = figures.open_readonly(cfg)
+    try:
+        figs = figures.read(cache, journal, now, counts=True)
+        mesh = None if cfg.mesh is None else cli_mesh.mesh_status(cfg, daemon, journal, now)
+    finally:
+        for db in (cache, journal):
+            if db is not None:
+                db.close()
+    admitting = (*cfg.sources, importer.SOURCE)
+    # Unix times stay numbers here: iso_times turns them into ISO 8601 for --json.
     data = {
         "gate_id": cfg.gate.id, "config": cfg.path,
         "daemon": daemon or {"running": False, "error": daemon_error},
-        "sources": [{**s, "admitting": s["source"] in (*cfg.sources, importer.SOURCE)}
-                    for s in sources],
-        "journal": counts,
-        "backlog": {src: {"pending": b["pending"], "oldest_at": iso(b["oldest_at"]),
+        "sources": [{**s, "admitting": s["source"] in admitting} for s in figs["sources"]],
+        "journal": figs["journal"],
+        "backlog": {src: {"pending": b["pending"], "oldest_at": b["oldest_at"],
                           "oldest_age_s": b["oldest_age_s"],
                           "orphaned": src not in cfg.sources}
-                    for src, b in backlog.items()},
-        "last_scan_at": iso(figs["last_scan_at"]),
+                    for src, b in figs["backlog"].items()},
+        "last_scan_at": figs["last_scan_at"],
         "alarms": (daemon or {}).get("alarms", {}),
         "online": online_health(cfg, daemon),
     }
     mesh_lines: list[str] = []
-    if cfg.mesh is not None:
-        data["mesh"], mesh_lines = cli_mesh.mesh_status(cfg, daemon, journal, now)
+    if mesh is not None:
+        data["mesh"], mesh_lines = mesh
     lines = [f"gate {cfg.gate.id}  ({cfg.path})"]
     if daemon:
         g = daemon["gate"]
@@ -74,27 +79,23 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         lines += _metrics_lines(daemon.get("metrics"))
     else:
         lines.append(f"daemon   not running ({daemon_error})")
-    for s in sources:
+    for s in data["sources"]:
         err = f"  ERROR {s['last_error']}" if s.get("last_error") else ""
-        gone = "" if s["source"] in (*cfg.sources, importer.SOURCE) else \
-            "  NOT CONFIGURED: its tickets do not admit"
+        gone = "" if s["admitting"] else "  NOT CONFIGURED: its tickets do not admit"
         lines.append(f"source   {s['source']:<14} {s['tickets']:>9} tickets  "
                      f"synced {ago(s.get('last_sync'), now)}{err}{gone}")
     for name, h in data["online"].items():
         lines.append(f"source   {name:<14} {online_line(h, now)}")
-    if not sources and not data["online"]:
+    if not data["sources"] and not data["online"]:
         lines.append("source   none: the cache is empty (turnstilectl import FILE)")
-    lines.append("journal  " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    lines.append("journal  " + (", ".join(f"{k} {v}" for k, v in sorted(data["journal"].items()))
                                 or "empty"))
-    for src, b in sorted(backlog.items()):
+    for src, b in sorted(data["backlog"].items()):
         lines.append(f"backlog  {src or '-':<14} {b['pending']:>9} to upload, oldest "
                      f"{ago(b['oldest_at'], now)}"
                      + ("  ORPHANED: source not configured; kept, sent if it returns"
-                        if src not in cfg.sources else ""))
+                        if b["orphaned"] else ""))
     lines += mesh_lines
-    for db in (cache, journal):
-        if db is not None:
-            db.close()
     emit(args, iso_times(data), tables.fold(lines, 9, tables.width()))
     return 0 if daemon else EXIT_NOT_RUNNING
 
