@@ -96,11 +96,11 @@ def cmd_fleet(cfg: Config, args: argparse.Namespace) -> int:
              "last_scan_at": iso(r.get("last_scan_at"))} for r in rows]
     lines = [f"{'GATE':<16} {'STATE':<8} {'SEEN':<10} {'VERSION':<10} {'TICKETS':>8} "
              f"{'BACKLOG':>7} SCANNER  LAST SCAN"]
-    for r in data:
+    for r, row in zip(data, rows, strict=True):
         tickets = sum((r["tickets"] or {}).values())
         backlog = sum((r["backlog"] or {}).values())
         scanner = {True: "ok", False: "DOWN", None: "-"}[r["scanner_connected"]]
-        last = rows[data.index(r)].get("last_scan_at")
+        last = row.get("last_scan_at")  # a Unix time (data holds it as ISO 8601)
         lines.append(f"{r['gate']:<16} {r['state']:<8} {ago(now - r['seen_age_s'], now):<10} "
                      f"{r['version'] or '-':<10} {tickets:>8} {backlog:>7} {scanner:<8} "
                      f"{ago(last, now)}")
