@@ -100,8 +100,11 @@ def _scan(lanes: dict[str, Lane], words: list[str]) -> str:
     if not d.granted:
         return line
     j = Journal(lane.daemon.cfg.paths.journal_db, readonly=True)
-    nonce = j.conn.execute("SELECT nonce FROM scans WHERE id = ?", (o.scan_id,)).fetchone()[0]
-    j.close()
+    try:
+        nonce = j.conn.execute("SELECT nonce FROM scans WHERE id = ?",
+                               (o.scan_id,)).fetchone()[0]
+    finally:
+        j.close()
     others = [x for x in lanes.values() if x is not lane]
     t0 = time.monotonic()
     while time.monotonic() - t0 < 3 and not all(x.knows(nonce) for x in others):
@@ -124,6 +127,14 @@ def _status(lanes: dict[str, Lane]) -> list[str]:
     return out
 
 
+def _wait_connected(lanes: dict[str, Lane], timeout: float) -> None:
+    """Wait until every lane is connected to the broker (at most *timeout* seconds)."""
+    deadline = time.monotonic() + timeout
+    while (time.monotonic() < deadline
+           and not all(x.daemon.mesh.state()["connected"] for x in lanes.values())):
+        time.sleep(0.05)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/demo --gates N", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -138,10 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     lanes = {c: Lane(c, workdir, broker) for c in string.ascii_lowercase[:args.gates]}
     for lane in lanes.values():
         lane.daemon.start()
-    t0 = time.monotonic()
-    while (time.monotonic() - t0 < 30
-           and not all(x.daemon.mesh.state()["connected"] for x in lanes.values())):
-        time.sleep(0.05)
+    _wait_connected(lanes, 30)
     live = sys.stdin.isatty()
     print(f"venue mesh demo: mosquitto on {broker.url}, lanes {', '.join(lanes)}; files in "
           f"{workdir}\ntickets: " + ", ".join(f"{b} ({w})" for b, w, _ in TICKETS) +
@@ -160,10 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("broker stopped: every lane decides alone", flush=True)
             elif words == ["start"]:
                 broker.start()
-                t0 = time.monotonic()
-                while (time.monotonic() - t0 < 15 and not all(
-                        x.daemon.mesh.state()["connected"] for x in lanes.values())):
-                    time.sleep(0.05)
+                _wait_connected(lanes, 15)
                 time.sleep(0.5)  # the lanes' outboxes go out; peers merge them
                 print("broker started: lanes reconnected and caught up", flush=True)
             elif words == ["status"]:
