@@ -234,10 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         cache.replace_source("local", importer.read_file(workdir / "demo-tickets.csv"))
         cache.mark_sync("local", full=True, ok=True)
         cache.close()
-        daemon = Daemon(cfg, MockFactory())
-        view = View(daemon, hints(workdir), legend, live)
-        view.emulator = emulator
-        daemon._on_outcome = view.outcome
+        view = View(hints(workdir), legend, live, emulator)
+        daemon = view.daemon = Daemon(cfg, MockFactory(), on_outcome=view.outcome)
         daemon.pipeline.on_repeat = view.repeat
         print(f"turnstiled demo: starting in {workdir} (vivenu emulator, "
               f"{args.tickets} tickets)...", flush=True)

@@ -23,13 +23,13 @@ PROMPT_LINES = 4  # rows under the panel for the prompt and its echo
 class View:
     """Collects the gate's decisions and repeats; paints them or prints them."""
 
-    def __init__(self, daemon: Any, hints: list[str], legend: list[tuple[str, str]],
-                 live: bool) -> None:
-        self.daemon = daemon
+    def __init__(self, hints: list[str], legend: list[tuple[str, str]], live: bool,
+                 emulator: Any = None) -> None:
+        self.daemon: Any = None  # the gate shown: set once it is built with our callbacks
         self.hints = hints
         self.legend = legend
         self.live = live
-        self.emulator: Any = None
+        self.emulator = emulator
         self.lock = threading.Condition()
         self.stop = threading.Event()
         self.handled = 0  # decisions plus ignored repeats
