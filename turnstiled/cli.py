@@ -20,7 +20,7 @@ from turnstiled import cli_mesh, cli_tech, figures, importer, tables
 from turnstiled import config as config_mod
 from turnstiled.backends import make_backends
 from turnstiled.cache import Cache
-from turnstiled.cli_common import emit, positive_int
+from turnstiled.cli_common import emit, journal_readonly, positive_int
 from turnstiled.cli_status import cmd_status
 from turnstiled.config import Config
 from turnstiled.control import request
@@ -147,9 +147,9 @@ def scans_table(data: list[dict[str, Any]]) -> str:
 
 
 def cmd_scans(cfg: Config, args: argparse.Namespace) -> int:
-    _, journal = figures.open_readonly(cfg)
-    rows = [] if journal is None else journal.recent(args.limit, barcode=args.barcode)
-    conflicts = cli_mesh.conflicts_of(journal, [r["nonce"] for r in rows])
+    with journal_readonly(cfg) as journal:
+        rows = [] if journal is None else journal.recent(args.limit, barcode=args.barcode)
+        conflicts = cli_mesh.conflicts_of(journal, [r["nonce"] for r in rows])
     data = [{**scan_json(r), "conflict": None if r["nonce"] not in conflicts else {
         "gate_id": conflicts[r["nonce"]]["gate_id"], "at": iso(conflicts[r["nonce"]]["at"])}}
         for r in rows]

@@ -7,11 +7,12 @@ comes from the running daemon, which hears every gate's heartbeat.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sqlite3
 import time
 from typing import Any
 
-from turnstiled.cli_common import emit
+from turnstiled.cli_common import emit, journal_readonly
 from turnstiled.config import Config
 from turnstiled.control import request
 from turnstiled.errors import ControlError
@@ -62,17 +63,10 @@ def mesh_status(cfg: Config, daemon: dict[str, Any] | None, journal: Journal | N
 
 def cmd_occupancy(cfg: Config, args: argparse.Namespace) -> int:
     zones: dict[str, int] = {}
-    try:
-        journal = Journal(cfg.paths.journal_db, readonly=True)
-    except (FileNotFoundError, OSError):
-        pass
-    else:
-        try:
-            zones = journal.occupancy()
-        except sqlite3.OperationalError:  # a journal from before the mesh
-            zones = {}
-        finally:
-            journal.close()
+    with journal_readonly(cfg) as journal:
+        if journal is not None:
+            with contextlib.suppress(sqlite3.OperationalError):  # a journal from before the mesh
+                zones = journal.occupancy()
     g = cfg.gate
     data = {"zones": zones, "gate_zone": g.zone, "max_occupancy": g.max_occupancy or None}
     lines = [f"{zone:<20} {n:>7} inside" + (f" (max {g.max_occupancy})"

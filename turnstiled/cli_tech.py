@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from turnstiled.cli_common import emit, positive_int
+from turnstiled.cli_common import emit, journal_readonly, positive_int
 from turnstiled.config import Config
 from turnstiled.control import request
-from turnstiled.journal import Journal
 from turnstiled.timeutil import iso
 
 # Events a technician looks for; start/stop are shown with --all.
@@ -63,16 +62,9 @@ def event_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_events(cfg: Config, args: argparse.Namespace) -> int:
-    try:
-        journal = Journal(cfg.paths.journal_db, readonly=True)
-    except OSError:
-        rows: list[dict[str, Any]] = []
-    else:
-        try:
-            kinds = None if args.all else TECHNICIAN_EVENTS
-            rows = journal.events(args.limit, kinds=kinds)
-        finally:
-            journal.close()
+    with journal_readonly(cfg) as journal:
+        kinds = None if args.all else TECHNICIAN_EVENTS
+        rows = [] if journal is None else journal.events(args.limit, kinds=kinds)
     data = [event_json(r) for r in rows]
     lines = [f"{'ID':>6}  {'TIME (UTC)':<24} {'EVENT':<12} DETAIL"]
     lines += [f"{e['id']:>6}  {e['at']:<24} {e['kind']:<12} {e['detail']}" for e in data]
