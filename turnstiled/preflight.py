@@ -55,8 +55,10 @@ def pin_factory_problem(env: Mapping[str, str] = os.environ) -> str | None:
 
 def problems(cfg: Config, env: Mapping[str, str] = os.environ, *,
              checking: bool = False) -> list[str]:
-    """Everything that stops start-up, each as one line.
+    """What stops start-up: the first problem found, as a one-line list; empty if none.
 
+    The search ends at the first problem (the daemon refuses with one line,
+    and a missing GPIO library is told before the data directory is created).
     *checking*: for ``--check``, which may run as another user than the
     service's and must change nothing (see :func:`check_data_dir`).
     """
