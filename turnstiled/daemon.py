@@ -16,7 +16,6 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -92,11 +91,9 @@ class Daemon:
     def __init__(self, cfg: Config, pin_factory: Factory | None = None,
                  on_outcome: Callable[[Outcome], None] | None = None) -> None:
         self.cfg = cfg
-        self.started = time.time()
         self._started_mono = time.monotonic()  # uptime survives steps of the wall clock
         self.heartbeats = sdnotify.Heartbeats()
         self.queue = Intake(cfg.gate.max_frame_age_s)
-        self.recent: deque[Outcome] = deque(maxlen=20)
         self._on_outcome = on_outcome
         self.stopping = threading.Event()
         self.cache = Cache(cfg.paths.cache_db)
@@ -300,7 +297,6 @@ class Daemon:
 
     def _outcome(self, outcome: Outcome) -> None:
         # Called after the relay moved: only now may the mesh hear of it.
-        self.recent.appendleft(outcome)
         self.last_scan_at = time.time()
         if self.metrics is not None:
             try:
