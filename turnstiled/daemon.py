@@ -114,7 +114,7 @@ class Daemon:
         self.pipeline = ScanPipeline(cfg, self.cache, self.journal, self.gate,
                                      on_outcome=self._outcome, online=self.online,
                                      uploaders={b.name: b for b in self.backends})
-        self.last_frame: dict[str, float] = {}
+        self.last_frame: dict[str, float] = {}  # scanner -> monotonic read time (``test``)
         self.scanners: list[Scanner] = [self.new_scanner(sc) for sc in cfg.scanner]
         self.last_scan_at: float | None = None
         self.mesh = None
@@ -215,7 +215,7 @@ class Daemon:
     # -- the scan path ---------------------------------------------------
     def _frame_sink(self, sc: ScannerSettings) -> Callable[[bytes, float], None]:
         def sink(raw: bytes, t_read: float) -> None:
-            self.last_frame[sc.name] = time.time()
+            self.last_frame[sc.name] = t_read
             self.queue.put_frame(Frame(raw, sc.name, sc.direction, t_read))
         return sink
 
@@ -419,8 +419,13 @@ class Daemon:
         steps = self.gate.self_test()
         return {"steps": steps, "gate": self.gate.state(),
                 "scanners": [{"name": s.name, "connected": s.connected,
-                              "last_frame_at": iso(self.last_frame.get(s.name))}
+                              "last_frame_at": iso(_wall(self.last_frame.get(s.name)))}
                              for s in self.scanners]}
+
+
+def _wall(mono: float | None) -> float | None:
+    """The wall time of a monotonic reading (None stays None)."""
+    return None if mono is None else time.time() - (time.monotonic() - mono)
 
 
 def run(cfg: Config, pin_factory: Factory | None = None) -> int:
