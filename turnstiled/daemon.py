@@ -103,7 +103,6 @@ class Daemon:
         if emergency:
             logger.warning("emergency hold still on (%s): arm held free", last["detail"])
         self.pin_factory = pin_factory
-        self.clock_synced: bool | None = None  # service.Rounds asks every minute
         self.clock_alarm: str | None = None  # a recent step of the wall clock
         self.gate = self.new_gate(cfg.hardware, emergency=emergency)
         self.backends = make_backends(cfg.sources)
@@ -263,8 +262,14 @@ class Daemon:
         """Have the decision worker journal a gate event (the one writer)."""
         self.queue.put_event(_Event(kind, detail, time.time()))
 
-    def set_clock_synced(self, state: bool | None) -> None:
-        self.clock_synced = state
+    @property
+    def clock_synced(self) -> bool | None:
+        """Whether the wall clock is synchronised (None: not known); service.Rounds
+        asks every minute, and the pipeline's rules read it."""
+        return self.pipeline.clock_synced
+
+    @clock_synced.setter
+    def clock_synced(self, state: bool | None) -> None:
         self.pipeline.clock_synced = state
 
     def state_word(self) -> str:

@@ -88,7 +88,7 @@ class Rounds:
             if state != d.clock_synced:
                 log = logger.warning if state is False else logger.info
                 log("the wall clock is %s", clock.describe(state))
-            d.set_clock_synced(state)
+            d.clock_synced = state
 
     def _status_line(self) -> None:
         d = self.daemon
