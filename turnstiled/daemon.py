@@ -237,17 +237,18 @@ class Daemon:
     def _work_next(self) -> bool:
         """Take and process one item; True when told to stop."""
         item = self.queue.get(timeout=IDLE_FLUSH_S)
-        self.heartbeats.beat("decide")
-        if item is None:
-            self._flush_outcomes()
+        try:
+            if item is None or item is _STOP:
+                self._flush_outcomes()
+                return item is _STOP
+            if self.stopping.is_set() and not isinstance(item, _Event):
+                return False  # frames still queued at a stop are not decided
+            self._work_one(item)
             return False
-        if item is _STOP:
-            self._flush_outcomes()
-            return True
-        if self.stopping.is_set() and not isinstance(item, _Event):
-            return False  # frames still queued at a stop are not decided
-        self._work_one(item)
-        return False
+        finally:
+            # After the item, not before it: a scan's relay does not wait for
+            # the mark (the allowance covers one item, passage wait included).
+            self.heartbeats.beat("decide")
 
     def _flush_outcomes(self) -> None:
         try:
