@@ -63,15 +63,18 @@ class Intake:
 
     def get(self, timeout: float) -> Any:
         """The next event, else the oldest fresh frame; None after *timeout*."""
-        deadline = time.monotonic() + timeout
+        deadline: float | None = None
         with self._cond:
             while True:
                 if self._events:
                     return self._events.popleft()
-                frame = self._oldest_fresh()
+                now = time.monotonic()  # one clock read per look, shared with the age check
+                frame = self._oldest_fresh(now)
                 if frame is not None:
                     return frame
-                left = deadline - time.monotonic()
+                if deadline is None:
+                    deadline = now + timeout
+                left = deadline - now
                 if left <= 0:
                     return None
                 self._cond.wait(left)
@@ -90,8 +93,7 @@ class Intake:
         with self._cond:
             return len(self._events) + sum(len(q) for q in self._frames.values())
 
-    def _oldest_fresh(self) -> Frame | None:
-        now = time.monotonic()
+    def _oldest_fresh(self, now: float) -> Frame | None:
         while True:
             heads = [q for q in self._frames.values() if q]
             if not heads:
