@@ -13,11 +13,13 @@ import pytest
 
 from tests.conftest import make_config, wait_until
 from turnstiled import cli
+from turnstiled.cache import Cache
 from turnstiled.control import request
 from turnstiled.daemon import Daemon
 from turnstiled.errors import ControlError
 from turnstiled.journal import Journal
 from turnstiled.reload import ReloadRefused
+from turnstiled.rules import Ticket
 
 
 def config(tmp_path: Path, events: str, ptys: list[str], extra: str = "") -> str:
@@ -169,3 +171,14 @@ def test_paths_cannot_change_while_running(tmp_path, daemon):
     with pytest.raises(ReloadRefused, match=r"\[paths\] cannot change"):
         daemon.reload(new)
     assert daemon.cfg.paths.data_dir == str(tmp_path / "data")
+
+
+def test_a_source_added_by_a_reload_admits_its_tickets(tmp_path, daemon):
+    cache = Cache(daemon.cfg.paths.cache_db)
+    cache.upsert([Ticket("vivenu", "V-1")])
+    cache.close()
+    assert daemon.pipeline.evaluate(b"V-1").decision.reason == "unknown"  # not configured
+    new = make_config(tmp_path, hardware={"fire_alarm_pin": 25},
+                      sources={"vivenu": {"token": "t", "base_url": "http://127.0.0.1:9"}})
+    assert daemon.reload(new) == {"sources"}
+    assert daemon.pipeline.evaluate(b"V-1").decision.granted

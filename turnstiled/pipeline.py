@@ -79,16 +79,12 @@ class ScanPipeline:
                  on_outcome: Callable[[Outcome], None] | None = None,
                  online: OnlineChecker | None = None,
                  uploaders: dict[str, Backend] | None = None) -> None:
-        self.cfg = cfg
         self.cache = cache
         self.journal = journal
         self.gate = gate
         self.clock = clock
-        self.settings = rule_settings(cfg)
-        # Which cached source counts for a barcode several list (cache.pick);
-        # a source removed from the configuration no longer admits.
-        self.precedence = (*cfg.sources, importer.SOURCE)
         self.debouncer = Debouncer(cfg.gate.debounce_s)
+        self.configure(cfg)
         self.on_outcome = on_outcome
         # Told (code, scanner) of each repeat the debounce ignored (the demo shows them).
         self.on_repeat: Callable[[str, str], None] | None = None
@@ -105,6 +101,15 @@ class ScanPipeline:
         # Whether the wall clock is synchronised (None: not known), set by
         # the daemon's rounds (service.py); the rules' unsynced_clock reads it.
         self.clock_synced: bool | None = None
+
+    def configure(self, cfg: Config) -> None:
+        """Decide by *cfg* from the next scan on (at start, and at a reload)."""
+        self.cfg = cfg
+        self.settings = rule_settings(cfg)
+        # Which cached source counts for a barcode several list (cache.pick);
+        # a source removed from the configuration no longer admits.
+        self.precedence = (*cfg.sources, importer.SOURCE)
+        self.debouncer.window_s = cfg.gate.debounce_s
 
     def evaluate(self, raw: bytes, direction: str = "in",
                  now: float | None = None) -> Evaluation:

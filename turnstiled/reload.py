@@ -24,7 +24,6 @@ from turnstiled.backends import make_backends
 from turnstiled.cloud import CloudProcess
 from turnstiled.errors import ConfigError, TurnstileError
 from turnstiled.online import OnlineChecker
-from turnstiled.pipeline import rule_settings
 
 if TYPE_CHECKING:
     from turnstiled.config import Config
@@ -119,10 +118,7 @@ def apply(daemon: Daemon, new: Config) -> set[str]:
         _swap_gate(daemon, new)
     if diff & {"sources", "journal"}:
         _swap_clouds(daemon, new)
-    pipe = daemon.pipeline
-    pipe.cfg = new
-    pipe.settings = rule_settings(new)
-    pipe.debouncer.window_s = new.gate.debounce_s
+    daemon.pipeline.configure(new)
     daemon.queue.max_age_s = new.gate.max_frame_age_s
     daemon.cfg = new
     if "scanner" in diff:
