@@ -35,9 +35,22 @@ logger = logging.getLogger(__name__)
 UNREADABLE_BURST = 5.0
 UNREADABLE_PER_S = 1.0
 
+
 def mask(barcode: str) -> str:
     """A barcode as logs may show it: only its last four characters."""
     return "…" + barcode[-4:] if len(barcode) > 4 else "…"
+
+
+def _used_upstream(ticket: Ticket | None, answer: OnlineAnswer | None,
+                   usage: Usage) -> Ticket | None:
+    """*ticket*, as used when its online source counted uses this venue did not make.
+
+    Someone else got in on this code first (chapter-event counts every use).
+    """
+    if (ticket is not None and answer is not None and answer.times_used
+            and ticket.status == "valid" and not usage.entries):
+        return replace(ticket, status="used")
+    return ticket
 
 
 def rule_settings(cfg: Config) -> RuleSettings:
@@ -131,35 +144,45 @@ class ScanPipeline:
             answer = self.online.check(text)
             if answer is not None:
                 ticket = answer.ticket
-        usage = local = Usage()
-        mesh = self.cfg.mesh
-        if ticket is not None and self.journal is not None:
-            if mesh is None:
-                usage = local = self.journal.usage(ticket.source, ticket.barcode)
-            else:
-                local, usage = self.journal.venue_usage(
-                    ticket.source, ticket.barcode, barcode_key(mesh, ticket.barcode),
-                    self.cfg.gate.id)
+        local, usage = self._usage(ticket)
         if answer is not None and answer.verdict is not None:
             decision = answer.verdict  # the source failed in a way that is an alarm
         else:
-            if (ticket is not None and answer is not None and answer.times_used
-                    and ticket.status == "valid" and not usage.entries):
-                # Uses upstream that this venue's journal did not make: someone
-                # else got in on this code first.
-                ticket = replace(ticket, status="used")
+            ticket = _used_upstream(ticket, answer, usage)
             decision = rules.decide(ticket, usage, self.settings, now, direction,
                                     self.clock_synced)
             if answer is not None and answer.note:
                 decision = replace(decision, detail=f"{decision.detail} ({answer.note})")
-        if ticket is not None and mesh is not None and self.journal is not None:
-            g = self.cfg.gate
-            partitioned = (mesh.on_partition == "deny-single-entry"
-                           and self.mesh_link is not None and self.mesh_link.partitioned())
-            occupancy = self.journal.zone_occupancy(g.zone) if g.max_occupancy else None
-            decision = rules.venue_limits(decision, ticket, direction, occupancy,
-                                          g.max_occupancy, partitioned)
+        if ticket is not None:
+            decision = self._venue_limits(decision, ticket, direction)
         return Evaluation(text, direction, decision, ticket, usage, answer, local)
+
+    def _usage(self, ticket: Ticket | None) -> tuple[Usage, Usage]:
+        """(this gate's usage of *ticket*, the venue's: with a mesh, its peers' added)."""
+        if ticket is None or self.journal is None:
+            return Usage(), Usage()
+        mesh = self.cfg.mesh
+        if mesh is None:
+            own = self.journal.usage(ticket.source, ticket.barcode)
+            return own, own
+        return self.journal.venue_usage(ticket.source, ticket.barcode,
+                                        barcode_key(mesh, ticket.barcode), self.cfg.gate.id)
+
+    def _venue_limits(self, decision: Decision, ticket: Ticket, direction: str) -> Decision:
+        """*decision* after the venue's limits (a mesh's partition, the zone's occupancy).
+
+        They can only turn an admission into a denial: nothing is read for
+        any other decision.
+        """
+        mesh = self.cfg.mesh
+        if mesh is None or self.journal is None or not decision.granted or direction != "in":
+            return decision
+        g = self.cfg.gate
+        partitioned = (mesh.on_partition == "deny-single-entry"
+                       and self.mesh_link is not None and self.mesh_link.partitioned())
+        occupancy = self.journal.zone_occupancy(g.zone) if g.max_occupancy else None
+        return rules.venue_limits(decision, ticket, direction, occupancy, g.max_occupancy,
+                                  partitioned)
 
     def handle(self, raw: bytes, scanner: str, direction: str,
                t_read: float | None = None) -> Outcome | None:
