@@ -68,7 +68,7 @@ class Evaluation:
     ticket: Ticket | None
     usage: Usage  # what the decision used: this gate's plus its peers' (mesh)
     online: OnlineAnswer | None = None  # what an online source said, if it was asked
-    local: Usage | None = None  # this gate's own usage, when it differs from ``usage``
+    local: Usage | None = None  # this gate's own usage (None: nothing looked up)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,21 +205,15 @@ class ScanPipeline:
         t = ev.ticket
         # The journal keeps this gate's own usage; peers' stays in their events.
         own = ev.local if ev.local is not None else ev.usage
-        new_usage = rules.apply(own, ev.decision, direction, now)
         source = t.source if t is not None else None
-        uploader = self.uploaders.get(source or "")
-        if uploader is not None and uploader.uploads(ev.decision.granted, direction) and not (
-                uploader.capabilities.first_entry_only and ev.usage.entries):
-            upload = "pending"  # the drain registers it upstream, from the journal
-        else:
-            upload = "local"
         granted = ev.decision.granted
         try:
             scan_id = self.journal.record(
                 Scan(now, self.cfg.gate.id, scanner, direction, ev.barcode, ev.decision,
-                     source, t.event if t else None, t.ticket_id if t else None, None, upload,
+                     source, t.event if t else None, t.ticket_id if t else None, None,
+                     self._upload_state(ev, source),
                      awaiting_gate=granted and self.gate is not None),
-                new_usage if granted else None,
+                rules.apply(own, ev.decision, direction, now) if granted else None,
             )
         except sqlite3.Error as exc:
             return self._unjournaled(ev, scanner, exc, mono)
@@ -230,9 +224,9 @@ class ScanPipeline:
                          else (None, None))
         logger.info(
             "scan %s at %s: %s (%s)", mask(ev.barcode), scanner,
-            "GRANTED" if ev.decision.granted else "DENIED", ev.decision.reason,
+            "GRANTED" if granted else "DENIED", ev.decision.reason,
             extra={"SCAN_ID": scan_id, "SCAN_REASON": ev.decision.reason,
-                   "SCAN_GRANTED": int(ev.decision.granted), "SCANNER": scanner,
+                   "SCAN_GRANTED": int(granted), "SCANNER": scanner,
                    "TICKET_SOURCE": source or "", "PASSED": "" if passed is None else int(passed)},
         )
         outcome = Outcome(scan_id, ev, passed, scanner,
@@ -240,6 +234,16 @@ class ScanPipeline:
         if self.on_outcome is not None:
             self.on_outcome(outcome)
         return outcome
+
+    def _upload_state(self, ev: Evaluation, source: str | None) -> str:
+        """``pending`` when *source* registers this scan upstream (the drain sends it,
+        from the journal), else ``local``."""
+        uploader = self.uploaders.get(source or "")
+        if uploader is None or not uploader.uploads(ev.decision.granted, ev.direction):
+            return "local"
+        if uploader.capabilities.first_entry_only and ev.usage.entries:
+            return "local"  # the cloud counts uses itself: only a first entry goes up
+        return "pending"
 
     def _unreadable_allowed(self, scanner: str) -> bool:
         """Token bucket per scanner: ``UNREADABLE_BURST`` at once, then one a second."""
