@@ -19,8 +19,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from turnstiled import clock, figures, sdnotify
-from turnstiled.cache import Cache
-from turnstiled.journal import Journal
 from turnstiled.timeutil import ago, iso
 
 if TYPE_CHECKING:
@@ -93,18 +91,10 @@ class Rounds:
     def _status_line(self) -> None:
         d = self.daemon
         try:
-            cache = Cache(d.cfg.paths.cache_db, readonly=True)
-            journal = Journal(d.cfg.paths.journal_db, readonly=True)
-        except OSError:
-            return
-        try:
-            figs = figures.read(cache, journal)
+            figs = figures.stored(d.cfg, counts=False)
         except Exception:  # a busy or odd database must not stop the rounds
             logger.debug("status figures unavailable", exc_info=True)
             return
-        finally:
-            cache.close()
-            journal.close()
         line = status_line(d.state_word(), figs, time.time())
         if line != self._status:
             self._status = line
