@@ -2,10 +2,10 @@
 
 Threads: one per scanner (reading frames), one decision worker (it
 decides scans strictly one after another and journals the fire-alarm
-events gpiozero reports), the control socket (technician commands are
-journaled on the same journal connection, before the relay moves), and
-the main thread, which waits for SIGTERM/SIGINT and pings the watchdog
-while the worker shows progress.
+events gpiozero reports), the control socket (its commands, in
+:mod:`turnstiled.technician`, journal on the same journal connection,
+before the relay moves), and the main thread, which waits for
+SIGTERM/SIGINT and pings the watchdog while the worker shows progress.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from turnstiled.online import OnlineChecker
 from turnstiled.pipeline import Outcome, ScanPipeline
 from turnstiled.service import Rounds
 from turnstiled.settings import HardwareSettings, ScannerSettings
-from turnstiled.timeutil import iso
+from turnstiled.technician import commands
 
 logger = logging.getLogger(__name__)
 
@@ -126,14 +126,7 @@ class Daemon:
             from turnstiled.metrics import Metrics  # prometheus_client only where asked
             # Callables, not objects: a reload may replace the config and the cloud.
             self.metrics = Metrics(lambda: self.cfg, self.status, self._cloud_report)
-        self.control = ControlServer(cfg.paths.control_socket, {
-            "status": lambda _req: self.status(), "open": self._cmd_open,
-            "hold": self._cmd_hold, "release": self._cmd_release,
-            "fleet": lambda _req: {"fleet": self.mesh.fleet() if self.mesh else None},
-            "emergency": self._cmd_emergency, "test": self._cmd_test,
-            "sync": lambda req: {"sources": self.cloud.request_sync(bool(req.get("full")))
-                                 if self.cloud else []},
-        })
+        self.control = ControlServer(cfg.paths.control_socket, commands(self))
         self._worker = threading.Thread(target=self._work, name="decide", daemon=True)
 
     def new_gate(self, hw: HardwareSettings, emergency: bool = False) -> Gate:
@@ -319,7 +312,7 @@ class Daemon:
         # the decision worker journals the event, the one writer of scans.
         self.queue.put_event(_Event("fire_alarm", "active" if active else "cleared", at))
 
-    # -- control commands ------------------------------------------------
+    # -- what the gate reports -------------------------------------------
     def status(self) -> dict[str, Any]:
         """The live figures of this daemon (``turnstilectl status``, metrics, heartbeat).
 
@@ -387,51 +380,6 @@ class Daemon:
         if mesh_alarm:
             out["mesh"] = mesh_alarm
         return out
-
-    # Technician commands: journaled first (the operator is the login name of
-    # the client's uid, from the socket's peer credentials), then the relay.
-    def _technician(self, req: dict[str, Any], kind: str, detail: str = "") -> str:
-        who = str(req.get("operator") or "unknown")[:64]
-        self.journal.log_event(kind, f"{detail} by {who}".strip())
-        return who
-
-    def _cmd_open(self, req: dict[str, Any]) -> dict[str, Any]:
-        self._technician(req, "manual_open")
-        self.gate.grant()
-        return {"gate": self.gate.state()}
-
-    def _cmd_hold(self, req: dict[str, Any]) -> dict[str, Any]:
-        self._technician(req, "hold_open")
-        self.gate.hold_open(True)
-        return {"gate": self.gate.state()}
-
-    def _cmd_release(self, req: dict[str, Any]) -> dict[str, Any]:
-        self._technician(req, "release")
-        self.gate.hold_open(False)
-        return {"gate": self.gate.state()}
-
-    def _cmd_emergency(self, req: dict[str, Any]) -> dict[str, Any]:
-        on = req.get("state")
-        if on not in ("on", "off"):
-            raise ValueError("emergency needs 'on' or 'off'")
-        self._technician(req, "emergency", on)
-        self.gate.set_emergency(on == "on")
-        return {"gate": self.gate.state()}
-
-    def _cmd_test(self, req: dict[str, Any]) -> dict[str, Any]:
-        if self.gate.holds():
-            raise ValueError(f"test refused: arm held free ({', '.join(self.gate.holds())})")
-        self._technician(req, "test")
-        steps = self.gate.self_test()
-        return {"steps": steps, "gate": self.gate.state(),
-                "scanners": [{"name": s.name, "connected": s.connected,
-                              "last_frame_at": iso(_wall(self.last_frame.get(s.name)))}
-                             for s in self.scanners]}
-
-
-def _wall(mono: float | None) -> float | None:
-    """The wall time of a monotonic reading (None stays None)."""
-    return None if mono is None else time.time() - (time.monotonic() - mono)
 
 
 def run(cfg: Config, pin_factory: Factory | None = None) -> int:
