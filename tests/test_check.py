@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from turnstiled import daemon
+from turnstiled import service
 
 SCANNER = "[[scanner]]\nname = 'front'\ntype = 'serial'\nurl = 'loop://'\n"
 
@@ -19,7 +19,7 @@ def check(tmp_path: Path, capsys, body: bytes | str) -> tuple[int, list[str], st
     if isinstance(body, str):
         body = body.encode()
     path.write_bytes(body)
-    rc = daemon.main(["--check", "--config", str(path)])
+    rc = service.main(["--check", "--config", str(path)])
     out = capsys.readouterr()
     return rc, out.err.strip().splitlines(), out.out
 

@@ -17,12 +17,12 @@ from tests.conftest import make_config, wait_until
 from turnstiled import cli, clock, rules
 from turnstiled.backends.base import TransientError
 from turnstiled.cache import Cache
-from turnstiled.daemon import Daemon, run
+from turnstiled.daemon import Daemon
 from turnstiled.journal import Journal
 from turnstiled.pipeline import ScanPipeline
 from turnstiled.retry import Retry
 from turnstiled.rules import RuleSettings, Ticket, Usage
-from turnstiled.service import Rounds, status_line
+from turnstiled.service import Rounds, run, status_line
 from turnstiled.timeutil import ago
 
 NOW = 1_800_000_000.0

@@ -1,18 +1,17 @@
-"""The daemon: wires scanners -> pipeline -> journal -> gate, and talks to systemd.
+"""The daemon: one running gate, wiring scanners -> pipeline -> journal -> gate.
 
 Threads: one per scanner (reading frames), one decision worker (it
 decides scans strictly one after another and journals the fire-alarm
 events gpiozero reports), the control socket (its commands, in
 :mod:`turnstiled.technician`, journal on the same journal connection,
-before the relay moves), and the main thread, which waits for
-SIGTERM/SIGINT and pings the watchdog while the worker shows progress.
+before the relay moves), and the main thread (:mod:`turnstiled.service`),
+which waits for signals and pings the watchdog while the worker shows
+progress.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import signal
 import sys
 import threading
 import time
@@ -20,25 +19,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gpiozero.exc import GPIOZeroError
 from gpiozero.pins import Factory
 
-from turnstiled import config as config_mod
-from turnstiled import datafiles, logs, preflight, sdnotify
+from turnstiled import datafiles, preflight, sdnotify
 from turnstiled import reload as reload_mod
 from turnstiled.backends import make_backends
 from turnstiled.cache import Cache
 from turnstiled.cloud import CloudProcess
 from turnstiled.config import Config
 from turnstiled.control import ControlServer
-from turnstiled.errors import ConfigError
 from turnstiled.figures import gate_figures, version
 from turnstiled.gate import Gate
 from turnstiled.intake import Frame, Intake
 from turnstiled.journal import Journal
 from turnstiled.online import OnlineChecker
 from turnstiled.pipeline import Outcome, ScanPipeline
-from turnstiled.service import Rounds
 from turnstiled.settings import HardwareSettings, ScannerSettings
 from turnstiled.technician import commands
 
@@ -46,7 +41,6 @@ logger = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_S = 0.0005
 CLOUD_ALLOWANCE_S = 120.0  # a request times out long before this
-EX_CONFIG = 78  # sysexits: configuration error (systemd: RestartPreventExitStatus)
 _STOP = object()
 IDLE_FLUSH_S = 0.5  # an idle decision worker writes the gate's outcomes this soon
 
@@ -382,78 +376,6 @@ class Daemon:
         return out
 
 
-def run(cfg: Config, pin_factory: Factory | None = None) -> int:
-    """Run until SIGTERM/SIGINT; the process's whole life under systemd."""
-    wake = threading.Event()
-    stop, hup = threading.Event(), threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        if signum == signal.SIGHUP:
-            hup.set()
-        else:
-            logger.info("received %s, shutting down", signal.Signals(signum).name)
-            stop.set()
-        wake.set()
-
-    try:
-        daemon = Daemon(cfg, pin_factory)
-    except (GPIOZeroError, OSError) as exc:
-        # GPIO busy or not there yet (boot), a device's permissions: one line,
-        # and systemd tries again (exit 1; the configuration itself is fine).
-        logger.error("cannot start: %s: %s", type(exc).__name__, exc)
-        return 1
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, on_signal)
-    try:
-        daemon.start()
-        sdnotify.notify(f"READY=1\nSTATUS=gate {cfg.gate.id} ready")
-        interval = sdnotify.watchdog_interval()
-        rounds = Rounds(daemon, interval)
-        rounds.tick()
-        while not stop.is_set():
-            wake.wait(min(interval or 1.0, 1.0))
-            wake.clear()
-            if stop.is_set():
-                break
-            if hup.is_set():
-                hup.clear()
-                reload_mod.from_file(daemon)
-            rounds.tick()
-    finally:
-        sdnotify.notify("STOPPING=1")
-        daemon.stop()
-    return 0
-
-
-def refuse(message: str) -> int:
-    """Stop start-up: one line on stderr (the journal under systemd), exit 78."""
-    print(f"turnstiled: {message}", file=sys.stderr)
-    sdnotify.notify(f"STATUS=refused to start: {message}")
-    return EX_CONFIG
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="turnstiled", description="ticket turnstile daemon")
-    parser.add_argument("--config", help=f"TOML file (default ${config_mod.ENV_VAR} "
-                        f"or {config_mod.DEFAULT_PATH})")
-    parser.add_argument("--check", action="store_true",
-                        help="refuse (exit 78, one line) what the daemon would refuse, and exit")
-    args = parser.parse_args(argv)
-    try:
-        cfg = config_mod.load(args.config)
-    except ConfigError as exc:
-        return refuse(str(exc))
-    found = preflight.problems(cfg, checking=args.check)
-    if found:
-        return refuse(found[0])
-    if args.check:
-        for line in preflight.warnings(cfg):
-            print(f"turnstiled: warning: {line}", file=sys.stderr)
-        print(f"turnstiled: {cfg.path}: configuration OK")
-        return 0
-    logs.setup(cfg.log)
-    return run(cfg)
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m turnstiled.daemon: the entry of earlier releases
+    from turnstiled.service import main
     sys.exit(main())

@@ -1,7 +1,11 @@
-"""The main thread's rounds under systemd: watchdog, the ``STATUS=`` line, the wall clock.
+"""turnstiled under systemd: the process's life, and the main thread's rounds.
 
-:func:`turnstiled.daemon.run` wakes every second (or every half watchdog
-interval) and calls :meth:`Rounds.tick`:
+:func:`main` is the ``turnstiled`` command: it loads the configuration
+and refuses a bad one itself (one line, exit 78, ``STATUS=``), or with
+``--check`` only says whether it would. :func:`run` starts the
+:class:`~turnstiled.daemon.Daemon`, says ``READY=1``, turns SIGTERM/SIGINT
+into its bounded stop and SIGHUP into a reload, and wakes every second (or
+every half watchdog interval) to call :meth:`Rounds.tick`:
 
 - ``WATCHDOG=1`` only while every loop shows progress;
 - ``STATUS=`` in one line whenever it changes, e.g.
@@ -14,18 +18,28 @@ interval) and calls :meth:`Rounds.tick`:
 
 from __future__ import annotations
 
+import argparse
 import logging
+import signal
+import sys
+import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from turnstiled import clock, figures, sdnotify
+from gpiozero.exc import GPIOZeroError
+from gpiozero.pins import Factory
+
+from turnstiled import clock, figures, logs, preflight, sdnotify
+from turnstiled import config as config_mod
+from turnstiled import reload as reload_mod
+from turnstiled.config import Config
+from turnstiled.daemon import Daemon
+from turnstiled.errors import ConfigError
 from turnstiled.timeutil import ago, iso
-
-if TYPE_CHECKING:
-    from turnstiled.daemon import Daemon
 
 logger = logging.getLogger(__name__)
 
+EX_CONFIG = 78  # sysexits: configuration error (systemd: RestartPreventExitStatus)
 CLOCK_CHECK_S = 60.0
 STEP_ALARM_S = 3600.0
 
@@ -99,3 +113,76 @@ class Rounds:
         if line != self._status:
             self._status = line
             sdnotify.notify(f"STATUS={line}")
+
+
+def run(cfg: Config, pin_factory: Factory | None = None) -> int:
+    """Run until SIGTERM/SIGINT; the process's whole life under systemd."""
+    wake = threading.Event()
+    stop, hup = threading.Event(), threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if signum == signal.SIGHUP:
+            hup.set()
+        else:
+            logger.info("received %s, shutting down", signal.Signals(signum).name)
+            stop.set()
+        wake.set()
+
+    try:
+        daemon = Daemon(cfg, pin_factory)
+    except (GPIOZeroError, OSError) as exc:
+        # GPIO busy or not there yet (boot), a device's permissions: one line,
+        # and systemd tries again (exit 1; the configuration itself is fine).
+        logger.error("cannot start: %s: %s", type(exc).__name__, exc)
+        return 1
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    try:
+        daemon.start()
+        sdnotify.notify(f"READY=1\nSTATUS=gate {cfg.gate.id} ready")
+        interval = sdnotify.watchdog_interval()
+        rounds = Rounds(daemon, interval)
+        rounds.tick()
+        while not stop.is_set():
+            wake.wait(min(interval or 1.0, 1.0))
+            wake.clear()
+            if stop.is_set():
+                break
+            if hup.is_set():
+                hup.clear()
+                reload_mod.from_file(daemon)
+            rounds.tick()
+    finally:
+        sdnotify.notify("STOPPING=1")
+        daemon.stop()
+    return 0
+
+
+def refuse(message: str) -> int:
+    """Stop start-up: one line on stderr (the journal under systemd), exit 78."""
+    print(f"turnstiled: {message}", file=sys.stderr)
+    sdnotify.notify(f"STATUS=refused to start: {message}")
+    return EX_CONFIG
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="turnstiled", description="ticket turnstile daemon")
+    parser.add_argument("--config", help=f"TOML file (default ${config_mod.ENV_VAR} "
+                        f"or {config_mod.DEFAULT_PATH})")
+    parser.add_argument("--check", action="store_true",
+                        help="refuse (exit 78, one line) what the daemon would refuse, and exit")
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_mod.load(args.config)
+    except ConfigError as exc:
+        return refuse(str(exc))
+    found = preflight.problems(cfg, checking=args.check)
+    if found:
+        return refuse(found[0])
+    if args.check:
+        for line in preflight.warnings(cfg):
+            print(f"turnstiled: warning: {line}", file=sys.stderr)
+        print(f"turnstiled: {cfg.path}: configuration OK")
+        return 0
+    logs.setup(cfg.log)
+    return run(cfg)
