@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,21 @@ def pins() -> MockFactory:
     factory = MockFactory()
     yield factory
     factory.close()
+
+
+@pytest.fixture
+def systemd_notify(tmp_path: Path):
+    """systemd's notify socket for a daemon a test starts: ``(socket, environment)``.
+
+    The environment points the daemon at the socket (``NOTIFY_SOCKET``), on
+    mock pins; the socket waits up to 60 s for each message.
+    """
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(60)
+    yield sock, {**os.environ, "NOTIFY_SOCKET": path, "GPIOZERO_PIN_FACTORY": "mock"}
+    sock.close()
 
 
 @pytest.fixture

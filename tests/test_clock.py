@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -118,18 +116,14 @@ def test_a_clock_step_is_an_alarm_and_journaled(tmp_path, pins):
         daemon.stop()
 
 
-def test_status_line_reaches_systemd(tmp_path):
+def test_status_line_reaches_systemd(tmp_path, systemd_notify):
     guests = tmp_path / "guests.csv"
     guests.write_text("barcode\nG1\nG2\nG3\n")
     cfg = tmp_path / "turnstiled.toml"
     cfg.write_text(f"[paths]\ndata_dir = '{tmp_path}/data'\n"
                    f"control_socket = '{tmp_path}/ctl.sock'\n")
     assert cli.main(["import", "--config", str(cfg), str(guests)]) == 0
-    sock_path = str(tmp_path / "notify.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(sock_path)
-    sock.settimeout(30)
-    env = {**os.environ, "NOTIFY_SOCKET": sock_path, "GPIOZERO_PIN_FACTORY": "mock"}
+    sock, env = systemd_notify
     proc = subprocess.Popen([sys.executable, "-m", "turnstiled.daemon", "--config", str(cfg)],
                             env=env, stderr=subprocess.DEVNULL)
     try:
@@ -142,7 +136,6 @@ def test_status_line_reaches_systemd(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
-        sock.close()
 
 
 def test_debounce_ignores_a_jump_of_years(tmp_path):

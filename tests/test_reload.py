@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -60,7 +59,7 @@ def decisions(tmp_path: Path) -> list[tuple[str, str, str]]:
         j.close()
 
 
-def test_sighup_reloads_good_config_and_refuses_bad_one(tmp_path):
+def test_sighup_reloads_good_config_and_refuses_bad_one(tmp_path, systemd_notify):
     ptys = [os.openpty() for _ in range(2)]
     names = [os.ttyname(slave) for _master, slave in ptys]
     cfg = tmp_path / "turnstiled.toml"
@@ -69,11 +68,7 @@ def test_sighup_reloads_good_config_and_refuses_bad_one(tmp_path):
     guests.write_text("barcode,event\n" + "".join(f"A{i:03d},e1\n" for i in range(60))
                       + "".join(f"B{i:03d},e2\n" for i in range(60)))
     assert cli.main(["import", "--config", str(cfg), str(guests)]) == 0
-    sock_path = str(tmp_path / "notify.sock")
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(sock_path)
-    notify.settimeout(60)
-    env = {**os.environ, "NOTIFY_SOCKET": sock_path, "GPIOZERO_PIN_FACTORY": "mock"}
+    notify, env = systemd_notify
     log = tmp_path / "daemon.log"
     proc = subprocess.Popen([sys.executable, "-m", "turnstiled.daemon", "--config", str(cfg)],
                             env=env, stderr=log.open("w"))
@@ -131,7 +126,6 @@ def test_sighup_reloads_good_config_and_refuses_bad_one(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-        notify.close()
         for master, slave in ptys:
             os.close(master)
             os.close(slave)
