@@ -73,41 +73,47 @@ def test_single_entry_cycle():
     u = apply(u, d, "in", NOW)
     assert u == Usage(1, 0, True, NOW, NOW)
     assert decide(t, u, ANY, NOW + 1).reason == rules.ALREADY_USED
-    u = apply(u, decide(t, u, ANY, NOW + 2, "out"), "out", NOW + 2)
+    u = left(t, u, NOW + 2)
     assert decide(t, u, ANY, NOW + 3).reason == rules.REENTRY_NOT_ALLOWED
+
+
+def admitted(t: Ticket, u: Usage, at: float) -> Usage:
+    """The usage after *t* is granted entry at *at* (it must be)."""
+    d = decide(t, u, ANY, at)
+    assert d.granted
+    return apply(u, d, "in", at)
+
+
+def left(t: Ticket, u: Usage, at: float) -> Usage:
+    """The usage after *t* goes out at *at*."""
+    return apply(u, decide(t, u, ANY, at, "out"), "out", at)
 
 
 def test_reentry_after_exit():
     t, u = ticket(entries="reentry"), Usage()
     for i in range(3):
-        d = decide(t, u, ANY, NOW + i)
-        assert d.granted
-        u = apply(u, d, "in", NOW + i)
+        u = admitted(t, u, NOW + i)
         assert decide(t, u, ANY, NOW + i).reason == rules.ALREADY_INSIDE
-        u = apply(u, decide(t, u, ANY, NOW + i, "out"), "out", NOW + i)
+        u = left(t, u, NOW + i)
     assert u.entries == 3 and u.first_used == NOW
 
 
 def test_a_group_pass_bounds_people_inside_not_entries():
     t, u = ticket(entries="inside:4"), Usage()
     for i in range(4):
-        d = decide(t, u, ANY, NOW + i)
-        assert d.granted
-        u = apply(u, d, "in", NOW + i)
+        u = admitted(t, u, NOW + i)
     assert decide(t, u, ANY, NOW + 5).reason == rules.ALREADY_INSIDE  # four inside
-    u = apply(u, decide(t, u, ANY, NOW + 6, "out"), "out", NOW + 6)  # one leaves
-    d = decide(t, u, ANY, NOW + 7)
-    assert d.granted  # one may come back
-    u = apply(u, d, "in", NOW + 7)
+    u = left(t, u, NOW + 6)  # one leaves
+    u = admitted(t, u, NOW + 7)  # one may come back
     assert decide(t, u, ANY, NOW + 8).reason == rules.ALREADY_INSIDE
 
 
 def test_a_lapsing_reentry_card_is_not_locked_out_for_ever_without_exit_scans():
     t, u = ticket(entries="reentry:14400"), Usage()
-    u = apply(u, decide(t, u, ANY, NOW), "in", NOW)
+    u = admitted(t, u, NOW)
     assert decide(t, u, ANY, NOW + 600).reason == rules.ALREADY_INSIDE
     assert decide(t, u, ANY, NOW + 14400).granted  # next match day: admitted again
-    u = apply(u, decide(t, u, ANY, NOW + 700, "out"), "out", NOW + 700)
+    u = left(t, u, NOW + 700)
     assert decide(t, u, ANY, NOW + 800).granted  # with an exit scan, at once
 
 
