@@ -1,9 +1,10 @@
 """Online fallback for a barcode the cache does not know, under a hard deadline.
 
 Only backends that declare an online check (and have it switched on) are
-asked, in configuration order. Each call runs on a small worker pool and
-is abandoned at its deadline (default 800 ms), so a hanging cloud can
-delay a scan by at most that, never hang the gate. An online check never
+asked, one after another in configuration order. Each call runs on a small
+worker pool and is abandoned at its deadline (default 800 ms), so a hanging
+cloud can delay a scan by at most that (per source asked), never hang the
+gate. An online check never
 changes anything upstream, so an abandoned one has changed nothing.
 
 "Offline" (no answer in time, transport trouble, 5xx, 429) lets a

@@ -64,7 +64,7 @@ class Ticket:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """What this gate (or its peers, after sync) knows a ticket has done."""
+    """What this gate (and, over the venue mesh, its peers) knows a ticket has done."""
 
     entries: int = 0
     exits: int = 0
