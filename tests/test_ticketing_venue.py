@@ -146,25 +146,27 @@ def test_a_lost_admission_answer_is_settled_from_the_admissions_listing(emu):
     assert sorted(again.confirmed) == ["n0", "n1", "n2"] and not again.rejected
 
 
-def test_an_already_admitted_ticket_from_another_device_stays_rejected(emu):
-    b = backend(emu)
-    list(b.full_sync())
+def admit_twice(emu, b):
+    """Admit an issued ticket of the token's sections from gate-1, then from gate-2: the answer
+    to the second."""
     serial = next(t["serial"] for t in emu.state.tickets if t["section"]["self"] in b.sections
                   and t["status"] == "Issued")
     assert b.upload([UploadScan("a", serial, 1.0, True, "in", b.event, serial, "gate-1")]
                     ).confirmed == ["a"]
-    late = b.upload([UploadScan("b", serial, 2.0, True, "in", b.event, serial, "gate-2")])
+    return b.upload([UploadScan("b", serial, 2.0, True, "in", b.event, serial, "gate-2")])
+
+
+def test_an_already_admitted_ticket_from_another_device_stays_rejected(emu):
+    b = backend(emu)
+    list(b.full_sync())
+    late = admit_twice(emu, b)
     assert list(late.rejected) == ["b"]
 
 
 def test_two_gates_sharing_a_device_name_do_not_confirm_each_others_admission(emu):
     b = backend(emu, device="north")
     list(b.full_sync())
-    serial = next(t["serial"] for t in emu.state.tickets if t["section"]["self"] in b.sections
-                  and t["status"] == "Issued")
-    assert b.upload([UploadScan("a", serial, 1.0, True, "in", b.event, serial, "gate-1")]
-                    ).confirmed == ["a"]
-    late = b.upload([UploadScan("b", serial, 2.0, True, "in", b.event, serial, "gate-2")])
+    late = admit_twice(emu, b)
     assert list(late.rejected) == ["b"]  # never sent before: not our lost answer
 
 
