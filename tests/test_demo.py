@@ -12,6 +12,15 @@ import time
 from pathlib import Path
 
 ENV = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def beside_a_checkout(tmp_path: Path) -> Path:
+    """A working directory like ~ with the checkout in ~/turnstiled. `python -m`
+    looks there first: turnstiled/ would be a namespace package, and the
+    checkout's config/ directory would shadow turnstiled.config."""
+    (tmp_path / "turnstiled").symlink_to(ROOT)
+    return tmp_path
 
 
 class Lines:
@@ -73,7 +82,15 @@ def test_reentry_through_the_exit_scanner():
     ]
 
 
-def test_the_printed_pipe_and_turnstilectl_work_from_another_shell():
+def test_scripts_demo_runs_from_the_checkouts_parent(tmp_path):
+    proc = subprocess.run([str(ROOT / "scripts" / "demo"), "--tickets", "50"],
+                          input="DEMO-0001\n", capture_output=True, text=True, timeout=300,
+                          check=False, env=ENV, cwd=beside_a_checkout(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "GRANT DEMO-0001  granted: first entry" in proc.stdout.splitlines()
+
+
+def test_the_printed_pipe_and_turnstilectl_work_from_another_shell(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "turnstiled.demo", "--tickets", "50"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=ENV)
@@ -89,8 +106,9 @@ def test_the_printed_pipe_and_turnstilectl_work_from_another_shell():
         subprocess.run(f"printf 'DEMO-0004\\r\\n' > {workdir}/out", shell=True, check=True,
                        timeout=30)
         out.until(r"^GRANT DEMO-0004  exit")  # an exit scanner lets anyone out
+        # another shell starts in ~, beside the checkout
         status = subprocess.run([ctl, "status"], capture_output=True, text=True,
-                                timeout=60, check=False)
+                                timeout=60, check=False, cwd=beside_a_checkout(tmp_path))
         assert status.returncode == 0, status.stderr
         assert "entry: connected" in status.stdout and "exit: connected" in status.stdout
         scans = subprocess.run([ctl, "scans", "--json"], capture_output=True,

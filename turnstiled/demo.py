@@ -77,7 +77,9 @@ terminator = "CR"
 """
 CTL_WRAPPER = """#!/bin/sh
 # turnstilectl for the running turnstiled demo (removed when the demo ends)
-exec {python} -m turnstiled.cli --config {config} "$@"
+# -P: the caller's current directory is not put on sys.path, so a directory
+# named turnstiled there (the checkout's parent, ~) does not shadow the package.
+exec {python} -P -m turnstiled.cli --config {config} "$@"
 """
 
 
