@@ -8,6 +8,8 @@ merged the decision, so a ticket admitted at one lane is refused at the
 next. ``stop`` / ``start`` stop and restart the broker (a partition:
 both lanes decide alone; the double admission shows as a conflict once
 the broker is back). With stdin not a terminal, each line is one command.
+Ctrl-D, Ctrl-C, SIGTERM or a closed terminal (SIGHUP) ends it: the lanes and
+the broker stop, and the temporary directory is removed.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import queue
+import shutil
+import signal
 import string
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -135,6 +140,17 @@ def _wait_connected(lanes: dict[str, Lane], timeout: float) -> None:
         time.sleep(0.05)
 
 
+_stopping = threading.Event()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    """SIGTERM and SIGHUP end the demo like Ctrl-C, once (a closed terminal sends
+    several signals): mosquitto would otherwise outlive it, a SIGHUP only reloads it."""
+    if not _stopping.is_set():
+        _stopping.set()
+        raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/demo --gates N", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -143,22 +159,28 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 2 <= args.gates <= 26:
         ap.error("--gates must be 2..26")
+    temporary = args.data_dir is None
     workdir = Path(args.data_dir or tempfile.mkdtemp(prefix="turnstiled-demo-mesh-"))
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     broker = Broker(workdir / "mosquitto")
-    broker.start()
-    lanes = {c: Lane(c, workdir, broker) for c in string.ascii_lowercase[:args.gates]}
-    for lane in lanes.values():
-        lane.daemon.start()
-    _wait_connected(lanes, 30)
-    live = sys.stdin.isatty()
-    print(f"venue mesh demo: mosquitto on {broker.url}, lanes {', '.join(lanes)}; files in "
-          f"{workdir}\ntickets: " + ", ".join(f"{b} ({w})" for b, w, _ in TICKETS) +
-          "\ntype 'a MESH-0001', then 'b MESH-0001'; 'b out MESH-0002' scans at an exit; "
-          "'stop'/'start' the broker; 'status'; Ctrl-D ends\n"
-          f"technician: turnstilectl --config {lanes['a'].cfg_path} fleet|occupancy|status",
-          flush=True)
-    lines = iter(lambda: input("lane barcode> ") + "\n", None) if live else sys.stdin
+    lanes: dict[str, Lane] = {}
+    # a technician's shell has no venv on PATH: name the one this demo runs from
+    ctl = shutil.which("turnstilectl") or "turnstilectl"
     try:
+        broker.start()
+        for c in string.ascii_lowercase[:args.gates]:
+            lanes[c] = Lane(c, workdir, broker)
+            lanes[c].daemon.start()
+        _wait_connected(lanes, 30)
+        live = sys.stdin.isatty()
+        print(f"venue mesh demo: mosquitto on {broker.url}, lanes {', '.join(lanes)}; files in "
+              f"{workdir}\ntickets: " + ", ".join(f"{b} ({w})" for b, w, _ in TICKETS) +
+              "\ntype 'a MESH-0001', then 'b MESH-0001'; 'b out MESH-0002' scans at an exit; "
+              "'stop'/'start' the broker; 'status'; Ctrl-D ends\n"
+              f"technician: {ctl} --config {lanes['a'].cfg_path} fleet|occupancy|status",
+              flush=True)
+        lines = iter(lambda: input("lane barcode> ") + "\n", None) if live else sys.stdin
         for raw in lines:
             words = raw.split()
             if not words:
@@ -178,11 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, EOFError):
         pass
     finally:
+        _stopping.set()
+        signal.signal(signal.SIGINT, _interrupt)  # a second Ctrl-C must not cut the clean-up
         for lane in lanes.values():
             lane.daemon.stop()
             with contextlib.suppress(Exception):
                 lane.pins.close()
         broker.stop()
+        if temporary:
+            shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
