@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,19 @@ def test_status_without_daemon(conf, capsys, tmp_path):
     assert data["sources"][0]["source"] == "local" and data["sources"][0]["tickets"] == 2
     code, out, _ = run(capsys, "--config", str(conf), "status")
     assert "not running" in out and "local" in out
+
+
+def test_status_shows_when_the_gate_last_decided_a_scan(conf, capsys):
+    _, out, _ = run(capsys, "--config", str(conf), "status")
+    assert "last scan" not in out  # nothing decided yet
+    j = Journal(conf.parent / "data" / "journal.db")
+    from turnstiled.rules import Usage
+    j.record(Scan(time.time() - 125, "g", "s", "in", "GUEST-1", Decision(True, "granted"),
+                  "local"), Usage(1, 0, True, 1.0))
+    j.close()
+    _, out, _ = run(capsys, "--config", str(conf), "status")
+    journal = next(ln for ln in out.splitlines() if ln.startswith("journal"))
+    assert "(last scan 2 min ago)" in journal
 
 
 def test_console_script_and_config_error(conf, tmp_path):

@@ -89,7 +89,9 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     if not data["sources"] and not data["online"]:
         lines.append("source   none: the cache is empty (turnstilectl import FILE)")
     lines.append("journal  " + (", ".join(f"{k} {v}" for k, v in sorted(data["journal"].items()))
-                                or "empty"))
+                                or "empty")
+                 + (f"  (last scan {ago(figs['last_scan_at'], now)})"
+                    if figs["last_scan_at"] is not None else ""))
     for src, b in sorted(data["backlog"].items()):
         lines.append(f"backlog  {src or '-':<14} {b['pending']:>9} to upload, oldest "
                      f"{ago(b['oldest_at'], now)}"
