@@ -153,7 +153,8 @@ def test_provision_root_twice(tmp_path, wheelhouse):
 
     # a configuration the installed turnstiled refuses is not installed
     before = conf.read_bytes()
-    bad = provision(root, *BASE, "--base-url", "ftp://nowhere", wheelhouse=wheelhouse)
+    # (a URL with no host: provision itself refuses only a missing http(s)://)
+    bad = provision(root, *BASE, "--base-url", "http://", wheelhouse=wheelhouse)
     assert bad.returncode == 78 and "refused, not installed" in bad.stderr
     assert "base_url" in bad.stderr.splitlines()[-1]
     assert conf.read_bytes() == before
@@ -206,6 +207,11 @@ def test_help_changes_nothing(tmp_path):
     (["--gate-name", "g", "--backend", "ticketing", "--scanner", "/dev/ttyUSB0", "--force",
       "--token-file", "-"], "--event is required to issue"),
     (["--direction", "sideways", *BASE], "--direction must be in or out"),
+    # refused by turnstiled --check too, but only after packages, user and venv
+    (["--gate-name", "g", "--backend", "chapterevents", "--scanner", "/dev/ttyUSB0",
+      "--force", "--token-file", "-", "--base-url", "tickets.example.org"],
+     "--base-url must start with https:// or http://"),
+    ([*BASE, "--baudrate", "0"], "--baudrate must be a positive number"),
 ])
 def test_one_line_errors(tmp_path, args, message):
     root = blank_root(tmp_path / "root")
@@ -215,6 +221,15 @@ def test_one_line_errors(tmp_path, args, message):
     assert out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
     assert SECRET not in out.stderr
     assert snapshot(root) == before  # refused before anything was written
+
+
+def test_a_root_that_is_no_system_image_is_one_line(tmp_path):
+    root = tmp_path / "root"  # e.g. the image's partition not mounted yet
+    root.mkdir()
+    out = provision(root, "--dry-run", *BASE)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "has no etc/passwd" in out.stderr, out.stderr
+    assert list(root.iterdir()) == []
 
 
 def test_ticketing_issues_the_gates_own_token_with_an_organiser_key(tmp_path, wheelhouse):

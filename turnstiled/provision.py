@@ -219,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
                                      f"--backend {args.backend}")
         if not args.gate_name.strip():
             raise ProvisionError("--gate-name must not be empty")
+        # what turnstiled --check refuses, refused here: before anything is installed,
+        # and in a --dry-run, which never runs that check
+        if args.base_url and not args.base_url.startswith(("https://", "http://")):
+            raise ProvisionError("--base-url must start with https:// or http://, "
+                                 f"not {args.base_url[:12]!r}")
+        if args.baudrate < 1:
+            raise ProvisionError(f"--baudrate must be a positive number, not {args.baudrate}")
         secrets: dict[str, str] = {}
         note = ""
         if key is not None:
