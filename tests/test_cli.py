@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -93,6 +94,16 @@ def test_status_shows_when_the_gate_last_decided_a_scan(conf, capsys):
     _, out, _ = run(capsys, "--config", str(conf), "status")
     journal = next(ln for ln in out.splitlines() if ln.startswith("journal"))
     assert "(last scan 2 min ago)" in journal
+
+
+def test_every_option_and_argument_says_what_it_is():
+    """`turnstilectl CMD --help` is the technician's manual on the gate."""
+    sub = next(a for a in cli.build_parser()._actions
+               if isinstance(a, argparse._SubParsersAction))
+    silent = [f"{name} {action.dest}" for name, parser in sub.choices.items()
+              for action in parser._actions
+              if not action.help and not isinstance(action, argparse._VersionAction)]
+    assert silent == []
 
 
 def test_console_script_and_config_error(conf, tmp_path):

@@ -198,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
                 description="technician's tool for a turnstiled gate")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     s = sub.add_parser("import", parents=[common], help="load a CSV or JSON guest list")
-    s.add_argument("file")
+    s.add_argument("file", help="CSV with a header row (fields split by , ; or tab) or a "
+                   "JSON list of objects; columns: README, Guest-list format")
     s.add_argument("--replace", action="store_true",
                    help="replace the whole local list instead of adding to it")
     s.add_argument("--allow-empty", action="store_true",
@@ -206,12 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_import)
     s = sub.add_parser("lookup", parents=[common],
                        help="what the gate would decide for BARCODE now (nothing is journaled)")
-    s.add_argument("barcode")
-    s.add_argument("--direction", choices=("in", "out"), default="in")
+    s.add_argument("barcode", help="the code as a scanner sends it (the same normaliser)")
+    s.add_argument("--direction", choices=("in", "out"), default="in",
+                   help="decide as an entry (in, the default) or an exit scanner")
     s.set_defaults(fn=cmd_lookup)
     s = sub.add_parser("scans", parents=[common], help="the newest journaled scans")
-    s.add_argument("--limit", type=positive_int, default=20)
-    s.add_argument("--barcode")
+    s.add_argument("--limit", type=positive_int, default=20,
+                   help="how many, newest first (default 20, at least 1)")
+    s.add_argument("--barcode", help="only the scans of this barcode (exact)")
     s.set_defaults(fn=cmd_scans)
     s = sub.add_parser("status", parents=[common], help="daemon, sources and journal at a glance")
     s.set_defaults(fn=cmd_status)

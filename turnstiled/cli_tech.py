@@ -81,13 +81,15 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         s.set_defaults(fn=control(name))
     s = sub.add_parser("emergency", parents=[common],
                        help="hold the arm free like the fire input, until 'emergency off'")
-    s.add_argument("state", choices=("on", "off"))
+    s.add_argument("state", choices=("on", "off"),
+                   help="on: hold the arm free (journaled, survives a restart); off: end it")
     s.set_defaults(fn=cmd_emergency)
     s = sub.add_parser("test", parents=[common],
                        help="cycle green, red, buzzer and relay; show each scanner's last frame")
     s.set_defaults(fn=cmd_test)
     s = sub.add_parser("events", parents=[common],
                        help="journaled technician and alarm events, newest first")
-    s.add_argument("--limit", type=positive_int, default=20)
+    s.add_argument("--limit", type=positive_int, default=20,
+                   help="how many, newest first (default 20, at least 1)")
     s.add_argument("--all", action="store_true", help="also start and stop")
     s.set_defaults(fn=cmd_events)
