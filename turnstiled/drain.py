@@ -2,8 +2,10 @@
 
 Rows move pending -> inflight -> confirmed | rejected, each step one
 short committed transaction on the drain's own journal connection (the
-scan path never waits on it). Any error in a pass, expected or not, puts
-the rows it had not settled back to pending.
+scan path never waits on it). A pass claims a backend's oldest pending
+scans whatever their event and sends each event its own request(s), in
+journal order. Any error in a pass, expected or not, puts the rows it
+had not settled back to pending (those of the events after it too).
 
 Refusals: a row is rejected only when the cloud names it (a per-scan
 answer) or when it is isolated: refused alone while the cloud took other
@@ -52,6 +54,7 @@ from turnstiled.backends.base import (
     UploadScan,
 )
 from turnstiled.journal import Journal
+from turnstiled.journal_uploads import Settlement
 from turnstiled.retry import BACKOFF_BASE_S, BACKOFF_MAX_S, Retry
 from turnstiled.worker import Worker
 
@@ -113,6 +116,7 @@ class _Pass:
     taken: bool = False  # the cloud took a scan of this event in this pass
     in_request: list[int] = field(default_factory=list)  # ids of the request under way
     tail_tried: bool = False
+    done: Settlement = field(default_factory=Settlement)  # written once, at the pass's end
 
 
 class Drainer(Worker):
@@ -156,7 +160,7 @@ class Drainer(Worker):
         if self.batch_delay_s > 0:
             # Fill batches: fewer requests, and fewer moments in which a power
             # cut could fall between the cloud's answer and our commit.
-            waiting, oldest = journal.pending(name)
+            waiting, oldest = journal.pending(name, limit=size)
             if waiting == 0:
                 st.next_due = time.monotonic() + min(IDLE_POLL_S, self.batch_delay_s)
                 return 0
@@ -173,46 +177,70 @@ class Drainer(Worker):
         if not rows:
             st.next_due = time.monotonic() + IDLE_POLL_S
             return 0
-        p = _Pass()
-        try:
-            self._send(st, rows, p)
-            if p.refused and not p.taken and not p.tail_tried:
-                # Refused alone with nothing else sent: the next scans of the event
-                # tell a refused row from a refused request.
-                more = journal.claim_event(name, rows[0]["event"], size)
-                rows += more
-                p.tail_tried = True
-                self._send(st, more, p)
-            if p.refused and not p.taken:
-                raise RequestRefused(f"upload to {name}: the cloud refused every scan sent, "
-                                     f"alone too, and took none: {next(iter(p.refused.values()))}")
-            if p.refused:
-                journal.settle([], {i: f"refused alone (the cloud took the others): {why}"
-                                    for i, why in p.refused.items()})
-                for i, why in p.refused.items():
-                    logger.warning("drain %s: scan #%d rejected: %s", name, i, why)
-                p.settled.update(p.refused)
-                st.failures_by_kind["rejected"] += len(p.refused)
-        except Exception as exc:
-            # Whatever went wrong, the rows not settled go back to pending; those
-            # of a request that may have reached the cloud are marked resent.
-            ambiguous = not isinstance(exc, BackendError) or exc.ambiguous
-            if not isinstance(exc, BackendError):
-                logger.exception("drain %s: pass failed; its scans go back to pending", name)
-                exc = BackendError(f"internal error: {type(exc).__name__}: {exc}")
-            journal.release([r["id"] for r in rows if r["id"] not in p.settled], str(exc),
-                            resent=set(p.in_request) if ambiguous else ())
-            st.count_failure(exc)
-            st.failed(exc, f"upload to {name}", base=self.retry[0], ceiling=self.retry[1])
-            if isinstance(exc, RequestRefused):  # this event waits; the others need not
-                st.refused[rows[0]["event"]] = (st.next_due, str(exc))
-                st.next_due = time.monotonic()
-            return len(p.settled)
+        # One request (or more, narrowing a refusal down) per event, in the order
+        # each event's first row was journaled.
+        by_event: dict[str | None, list[Any]] = {}
+        for r in rows:
+            by_event.setdefault(r["event"], []).append(r)
+        groups = list(by_event.values())
+        settled = 0
+        done = Settlement()  # every event's answers: one commit for the whole batch
+        for k, group in enumerate(groups):
+            p = _Pass(done=done)
+            try:
+                self._event_pass(st, group, p, size)
+            except Exception as exc:
+                # Whatever went wrong, the rows not settled go back to pending (the
+                # later events' too: they wait for the next pass); those of a
+                # request that may have reached the cloud are marked resent.
+                ambiguous = not isinstance(exc, BackendError) or exc.ambiguous
+                if not isinstance(exc, BackendError):
+                    logger.exception("drain %s: pass failed; its scans go back to pending",
+                                     name)
+                    exc = BackendError(f"internal error: {type(exc).__name__}: {exc}")
+                back = [r["id"] for r in group if r["id"] not in p.settled]
+                back += [r["id"] for later in groups[k + 1:] for r in later]
+                done.release(back, str(exc), resent=set(p.in_request) if ambiguous else ())
+                journal.apply(done)
+                st.count_failure(exc)
+                st.failed(exc, f"upload to {name}", base=self.retry[0], ceiling=self.retry[1])
+                if isinstance(exc, RequestRefused):  # this event waits; the others need not
+                    st.refused[group[0]["event"]] = (st.next_due, str(exc))
+                    st.next_due = time.monotonic()
+                st.sent += settled
+                return settled + len(p.settled)
+            settled += len(p.settled)
+        # Should this commit fail, the rows stay in flight: the next start sends
+        # them again, marked resent (the cloud may hold them).
+        journal.apply(done)
         st.succeeded(f"upload to {name}", 0.0)
         if st.refused:  # another event is still refused: the alarm stays
             st.alarm, st.last_error = "request_refused", next(iter(st.refused.values()))[1]
-        st.sent += len(p.settled)
-        return len(p.settled)
+        st.sent += settled
+        return settled
+
+    def _event_pass(self, st: DrainState, rows: list[Any], p: _Pass, size: int) -> None:
+        """Upload one event's claimed *rows*; a refusal is told from a refused request."""
+        name = st.backend.name
+        journal = self._journal()
+        self._send(st, rows, p)
+        if p.refused and not p.taken and not p.tail_tried:
+            # Refused alone with nothing else sent: the next scans of the event
+            # tell a refused row from a refused request.
+            more = journal.claim_event(name, rows[0]["event"], size)
+            rows.extend(more)  # the caller's list: released with the others on failure
+            p.tail_tried = True
+            self._send(st, more, p)
+        if p.refused and not p.taken:
+            raise RequestRefused(f"upload to {name}: the cloud refused every scan sent, "
+                                 f"alone too, and took none: {next(iter(p.refused.values()))}")
+        if p.refused:
+            p.done.rejected.update({i: f"refused alone (the cloud took the others): {why}"
+                                    for i, why in p.refused.items()})
+            for i, why in p.refused.items():
+                logger.warning("drain %s: scan #%d rejected: %s", name, i, why)
+            p.settled.update(p.refused)
+            st.failures_by_kind["rejected"] += len(p.refused)
 
     def _send(self, st: DrainState, rows: list[dict[str, Any]], p: _Pass) -> None:
         """Upload *rows* in order, narrowing down a refusal that names no row."""
@@ -246,8 +274,7 @@ class Drainer(Worker):
 
     def _settle(self, st: DrainState, rows: list[dict[str, Any]], result: UploadResult,
                 p: _Pass) -> None:
-        """Record the cloud's per-scan answer to *rows* (one transaction each way)."""
-        journal = self._journal()
+        """Note the cloud's per-scan answer to *rows* (written with the pass's others)."""
         by_nonce = {r["nonce"]: r for r in rows}
         confirmed = [by_nonce[n]["id"] for n in result.confirmed if n in by_nonce]
         rejected = {by_nonce[n]["id"]: why for n, why in result.rejected.items()
@@ -262,7 +289,9 @@ class Drainer(Worker):
                 notes[row["id"]] = "already upstream: our earlier send of it"
             else:  # never sent before: someone else's use of the ticket
                 rejected[row["id"]] = "already recorded upstream, not by this gate's upload"
-        journal.settle(confirmed, rejected, notes=notes)
+        p.done.confirmed.extend(confirmed)
+        p.done.rejected.update(rejected)
+        p.done.notes.update(notes)
         st.failures_by_kind["rejected"] += len(rejected)
         p.taken = p.taken or bool(confirmed)
         p.settled.update(confirmed)
@@ -270,8 +299,7 @@ class Drainer(Worker):
         unsure = {by_nonce[n]["id"] for n in result.unsure if n in by_nonce}
         unanswered = [r["id"] for r in rows if r["id"] not in p.settled]
         if unanswered:
-            journal.release(unanswered, "no answer for this scan in the cloud's reply",
-                            resent=unsure)
+            p.done.release(unanswered, "no answer for this scan in the cloud's reply", unsure)
 
     def run_once(self) -> int:
         mono = time.monotonic()

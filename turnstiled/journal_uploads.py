@@ -12,9 +12,12 @@ never are.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
-from collections.abc import Container, Iterable
+from collections.abc import Collection, Container, Iterable
+from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import sqlite_utils
@@ -23,6 +26,35 @@ from turnstiled.db import write_transaction
 
 # Rows the drain may send: not a grant whose outcome at the gate is still open.
 UPLOADABLE = "(outcome IS NULL OR outcome <> 'pending')"
+# What the drain reads of a claimed row (``claim`` returns them as sqlite3.Row).
+CLAIMED = "id, nonce, barcode, at, granted, direction, event, ticket_id, gate_id, resent"
+# A set of row ids bound as one JSON array: one statement for a whole batch.
+_IDS = "(SELECT value FROM json_each(?))"
+_first = itemgetter(0)
+
+
+@dataclass
+class Settlement:
+    """What a drain pass learnt of its rows, for :meth:`UploadStateMixin.apply`.
+
+    ``back``: rows going back to pending, as (ids, note, resent flag).
+    """
+
+    confirmed: list[int] = field(default_factory=list)
+    rejected: dict[int, str] = field(default_factory=dict)
+    notes: dict[int, str] = field(default_factory=dict)  # remarks on confirmed rows
+    back: list[tuple[list[int], str, int]] = field(default_factory=list)
+
+    def release(self, ids: Iterable[int], note: str, resent: Container[int] = ()) -> None:
+        """Rows back to pending; those in *resent* may have reached the cloud."""
+        ids = list(ids)
+        for group, flag in (([i for i in ids if i in resent], 1),
+                            ([i for i in ids if i not in resent], 0)):
+            if group:
+                self.back.append((group, note, flag))
+
+    def __bool__(self) -> bool:
+        return bool(self.confirmed or self.rejected or self.back)
 
 
 class UploadStateMixin:
@@ -43,44 +75,55 @@ class UploadStateMixin:
                 "UPDATE scans SET upload = 'pending', resent = 1 WHERE upload = 'inflight'")
         return cur.rowcount
 
-    def pending(self, source: str) -> tuple[int, float | None]:
-        """How many rows of *source* wait for upload, and when the oldest was scanned."""
+    def pending(self, source: str, limit: int | None = None) -> tuple[int, float | None]:
+        """How many rows of *source* wait for upload, and when the oldest was scanned.
+
+        With *limit*, only the first *limit* rows in journal order are looked
+        at (the drain asks whether a batch is full: no need to count a
+        backlog of thousands each time).
+        """
         n, oldest = self.conn.execute(
-            "SELECT COUNT(*), MIN(at) FROM scans WHERE upload = 'pending' AND source = ? "
-            f"AND {UPLOADABLE}",
-            (source,)).fetchone()
+            "SELECT COUNT(*), MIN(at) FROM (SELECT at FROM scans WHERE upload = 'pending' "
+            f"AND source = ? AND {UPLOADABLE} ORDER BY id LIMIT ?)",
+            (source, -1 if limit is None else limit)).fetchone()
         return int(n), oldest
 
     def claim(self, source: str, limit: int,
-              skip: Container[str | None] = ()) -> list[dict[str, Any]]:
-        """Move the oldest pending rows of *source* (one event, not in *skip*) to in flight."""
-        with write_transaction(self.conn) as conn:
-            if skip:  # rare (an event refused): look past it
-                events = [ev for ev, _ in conn.execute(
-                    "SELECT event, MIN(id) AS first FROM scans WHERE upload = 'pending' "
-                    f"AND source = ? AND {UPLOADABLE} GROUP BY event ORDER BY first",
-                    (source,)) if ev not in skip]
-            else:
-                events = [ev for (ev,) in conn.execute(
-                    "SELECT event FROM scans WHERE upload = 'pending' AND source = ? "
-                    f"AND {UPLOADABLE} ORDER BY id LIMIT 1", (source,))]
-            if not events:
-                return []
-            return self._claim(conn, source, events[0], limit)
+              skip: Collection[str | None] = ()) -> list[sqlite3.Row]:
+        """Move the oldest pending rows of *source* (of any event not in *skip*) to in flight.
 
-    def claim_event(self, source: str, event: str | None, limit: int) -> list[dict[str, Any]]:
+        The rows come in journal order, as :data:`CLAIMED` columns; one
+        batch may hold several events (the drain sends each its request).
+        Oldest first whatever the event keeps a batch's rows on few pages,
+        so its two commits write little.
+        """
+        where, args = "source = ?", [source]
+        if skip:  # rare (an event refused): look past it
+            named = [ev for ev in skip if ev is not None]
+            if None in skip:
+                where += " AND event IS NOT NULL"
+            if named:
+                where += (" AND (event IS NULL OR event NOT IN "
+                          "(SELECT value FROM json_each(?)))")
+                args.append(json.dumps(named))
+        with write_transaction(self.conn) as conn:
+            return self._claim(conn, where, args, limit)
+
+    def claim_event(self, source: str, event: str | None, limit: int) -> list[sqlite3.Row]:
         """Move the oldest pending rows of *source* and *event* to in flight."""
         with write_transaction(self.conn) as conn:
-            return self._claim(conn, source, event, limit)
+            return self._claim(conn, "source = ? AND event IS ?", [source, event], limit)
 
-    def _claim(self, conn: sqlite3.Connection, source: str, event: str | None,
-               limit: int) -> list[dict[str, Any]]:
-        rows = list(self.db.query(
-            "SELECT * FROM scans WHERE upload = 'pending' AND source = ? "
-            f"AND event IS ? AND {UPLOADABLE} ORDER BY id LIMIT ?", (source, event, limit)))
-        conn.executemany(
-            "UPDATE scans SET upload = 'inflight', attempts = attempts + 1 "
-            "WHERE id = ? AND upload = 'pending'", [(r["id"],) for r in rows])
+    def _claim(self, conn: sqlite3.Connection, where: str, args: list[Any],
+               limit: int) -> list[sqlite3.Row]:
+        # One statement: the rows are chosen, moved and read in one pass, in C.
+        cur = conn.cursor()
+        cur.row_factory = sqlite3.Row
+        rows = cur.execute(
+            "UPDATE scans SET upload = 'inflight', attempts = attempts + 1 WHERE id IN "
+            f"(SELECT id FROM scans WHERE upload = 'pending' AND {where} AND {UPLOADABLE} "
+            f"ORDER BY id LIMIT ?) RETURNING {CLAIMED}", (*args, limit)).fetchall()
+        rows.sort(key=_first)  # RETURNING promises no order
         return rows
 
     def settle(self, confirmed: list[int], rejected: dict[int, str],
@@ -89,17 +132,8 @@ class UploadStateMixin:
 
         *notes* keeps a remark on a confirmed row (``already upstream: our earlier send``).
         """
-        at = time.time() if at is None else at
-        notes = notes or {}
-        with write_transaction(self.conn) as conn:
-            conn.executemany(
-                "UPDATE scans SET upload = 'confirmed', uploaded_at = ?, upload_note = ? "
-                "WHERE id = ? AND upload = 'inflight'",
-                [(at, notes.get(i), i) for i in confirmed])
-            conn.executemany(
-                "UPDATE scans SET upload = 'rejected', uploaded_at = ?, upload_note = ? "
-                "WHERE id = ? AND upload = 'inflight'",
-                [(at, note[:500], i) for i, note in rejected.items()])
+        self.apply(Settlement(confirmed=list(confirmed), rejected=dict(rejected),
+                              notes=dict(notes or {})), at=at)
 
     def release(self, ids: Iterable[int], note: str, *, resent: Container[int] = ()) -> None:
         """Put in-flight rows back to pending after a failure that may pass, in one commit.
@@ -107,11 +141,38 @@ class UploadStateMixin:
         Rows in *resent* may have reached the cloud (its answer was lost):
         they are marked ``resent``, as their next send may be a duplicate.
         """
+        s = Settlement()
+        s.release(ids, note, resent)
+        self.apply(s)
+
+    def apply(self, s: Settlement, at: float | None = None) -> None:
+        """Write what a drain pass learnt (:class:`Settlement`) in one commit.
+
+        Only in-flight rows change; the releases go last, in their order.
+        """
+        at = time.time() if at is None else at
+        notes = s.notes
+        plain = [i for i in s.confirmed if i not in notes] if notes else s.confirmed
         with write_transaction(self.conn) as conn:
-            conn.executemany(
-                "UPDATE scans SET upload = 'pending', upload_note = ?, resent = resent | ? "
-                "WHERE id = ? AND upload = 'inflight'",
-                [(note[:500], int(i in resent), i) for i in ids])
+            if plain:  # the usual answer: the whole batch taken, one statement
+                conn.execute(
+                    "UPDATE scans SET upload = 'confirmed', uploaded_at = ?, upload_note = NULL "
+                    f"WHERE upload = 'inflight' AND id IN {_IDS}", (at, json.dumps(plain)))
+            if notes:
+                conn.executemany(
+                    "UPDATE scans SET upload = 'confirmed', uploaded_at = ?, upload_note = ? "
+                    "WHERE id = ? AND upload = 'inflight'",
+                    [(at, notes[i], i) for i in s.confirmed if i in notes])
+            if s.rejected:
+                conn.executemany(
+                    "UPDATE scans SET upload = 'rejected', uploaded_at = ?, upload_note = ? "
+                    "WHERE id = ? AND upload = 'inflight'",
+                    [(at, note[:500], i) for i, note in s.rejected.items()])
+            for ids, note, flag in s.back:
+                conn.execute(
+                    "UPDATE scans SET upload = 'pending', upload_note = ?, resent = resent | ? "
+                    f"WHERE upload = 'inflight' AND id IN {_IDS}",
+                    (note[:500], flag, json.dumps(ids)))
 
     def backlog(self) -> dict[str, dict[str, Any]]:
         """Per source: rows waiting for upload and the time of the oldest."""
