@@ -121,3 +121,13 @@ def test_the_printed_pipe_and_turnstilectl_work_from_another_shell(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_help_names_the_mesh_demo_and_gates_runs_it():
+    """`scripts/demo --help` tells of --gates; the turnstiled-demo entry point takes it too."""
+    out = subprocess.run([sys.executable, "-m", "turnstiled.demo", "--help"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "--gates N" in out
+    bad = subprocess.run([sys.executable, "-m", "turnstiled.demo", "--gates", "1"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2 and "--gates must be 2..26" in bad.stderr

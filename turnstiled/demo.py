@@ -36,7 +36,7 @@ from pathlib import Path
 from gpiozero.pins.mock import MockFactory
 
 from turnstiled import config as config_mod
-from turnstiled import importer
+from turnstiled import demo_mesh, importer
 from turnstiled.cache import Cache
 from turnstiled.daemon import Daemon
 from turnstiled.demoview import View
@@ -198,8 +198,14 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="turnstiled-demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a == "--gates" or a.startswith("--gates=") for a in argv):
+        return demo_mesh.main(argv)
+    parser = argparse.ArgumentParser(
+        prog="turnstiled-demo", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="--gates N [--data-dir DIR]: instead, N lanes of one venue sharing a\n"
+               "local mosquitto (the venue mesh); --gates 3 --help for more.")
     parser.add_argument("--data-dir", help="keep the demo's databases here (default: a "
                         "temporary directory, removed at the end)")
     parser.add_argument("--tickets", type=int, default=2000,
