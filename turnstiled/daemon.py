@@ -135,6 +135,7 @@ class Daemon:
         # the interpreter within half a millisecond, not the default 5 ms.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.journal.log_event("start", f"gate {self.cfg.gate.id}")
+        self.journal.start_checkpoints()  # after the relay, never inside a scan's commit
         settled = self.journal.settle_unfinished()
         if settled:
             logger.warning("%d granted scan(s) had no gate outcome (the last run ended "
@@ -242,6 +243,7 @@ class Daemon:
             self.journal.flush_outcomes()
         except Exception as exc:  # the next scan's transaction tries again
             logger.warning("cannot journal the gate's outcomes yet: %s", exc)
+        self.journal.checkpoint_if_due()
 
     def uptime_s(self) -> float:
         return time.monotonic() - self._started_mono

@@ -3,7 +3,11 @@
 Precious, unlike the cache: WAL with ``synchronous=FULL``, and one
 transaction per decision that appends the scan and updates the ticket's
 local usage together. :meth:`Journal.record` returns only after that
-commit, and the daemon moves the relay only after it returns. Nothing in
+commit, and the daemon moves the relay only after it returns. The
+daemon's journal copies its log back into the database (a checkpoint,
+with an fsync of its own) in a thread of its own, asked for after the
+relay moved (:meth:`Journal.start_checkpoints`), never inside a scan's
+commit. Nothing in
 the scan path deletes rows. Only this module writes the journal, with the
 two parts :class:`Journal` mixes in: :mod:`turnstiled.journal_peers` (the
 venue mesh) and :mod:`turnstiled.journal_uploads` (the drain's upload states).
@@ -22,7 +26,7 @@ from typing import Any
 
 import sqlite_utils
 
-from turnstiled.db import connect, write_transaction
+from turnstiled.db import Checkpointer, connect, write_transaction
 from turnstiled.journal_peers import PeerUsageMixin, migrate_peers
 from turnstiled.journal_uploads import UploadStateMixin
 from turnstiled.rules import Decision, Usage
@@ -88,6 +92,15 @@ _INSERT_SCAN = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
+# The daemon's journal: a checkpoint after this many of its commits (a scan
+# writes about 7 pages: SQLite's own default is a checkpoint per 1000), and
+# SQLite's in-commit checkpoint only as a backstop, should that thread stall.
+CHECKPOINT_COMMITS = 100
+BACKSTOP_PAGES = 10000
+# The scan's commit looks for a write lock another process holds (the
+# drain) this often, instead of SQLite's 1, 2, 5 ... ms sleeps.
+LOCK_POLL_S = 0.0002
+
 NOTE_NOT_UPLOADED = "not passed: admission annulled, not uploaded"
 NOTE_SETTLED = " (outcome unknown: the gate stopped before its outcome was journaled)"
 
@@ -135,6 +148,8 @@ class Journal(PeerUsageMixin, UploadStateMixin):
         self.path = Path(path)
         self._wlock = threading.RLock()
         self._outcomes: dict[int, tuple[str, str]] = {}  # noted, not yet written
+        self._checkpointer: Checkpointer | None = None
+        self._commits = 0  # since the last checkpoint was asked for
         if readonly:
             self.conn = connect(self.path, readonly=True)
             self.db = sqlite_utils.Database(self.conn)
@@ -151,8 +166,29 @@ class Journal(PeerUsageMixin, UploadStateMixin):
             self.conn.execute("ALTER TABLE scans ADD COLUMN outcome TEXT")
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._wlock:  # never under a thread that is still using the connection
             self.conn.close()
+
+    # -- checkpoints -----------------------------------------------------
+    def start_checkpoints(self) -> None:
+        """Checkpoint in a thread of its own from now on, when :meth:`checkpoint_if_due`
+        says so, not inside a commit (the daemon: a scan's commit must not wait
+        for the copy and fsync of a thousand pages)."""
+        if self._checkpointer is None:
+            self._checkpointer = Checkpointer(self.path)
+            self._commits = 0
+            self.conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+
+    def checkpoint_if_due(self) -> bool:
+        """Ask for a checkpoint if :data:`CHECKPOINT_COMMITS` commits were made since
+        the last one (call it when the disk can be spared: after the relay moved)."""
+        if self._checkpointer is None or self._commits < CHECKPOINT_COMMITS:
+            return False
+        self._commits = 0
+        self._checkpointer.kick()
+        return True
 
     # -- the scan path ---------------------------------------------------
     def usage(self, source: str | None, barcode: str) -> Usage:
@@ -176,7 +212,7 @@ class Journal(PeerUsageMixin, UploadStateMixin):
     def record(self, scan: Scan, usage: Usage | None = None) -> int:
         """Append *scan* and, if given, the ticket's new *usage*; durable on return."""
         d = scan.decision
-        with self._wlock, write_transaction(self.conn) as conn:
+        with self._wlock, write_transaction(self.conn, LOCK_POLL_S) as conn:
             if self._outcomes:
                 self._write_outcomes(conn)
             cur = conn.execute(_INSERT_SCAN, (
@@ -187,6 +223,7 @@ class Journal(PeerUsageMixin, UploadStateMixin):
             ))
             if usage is not None and scan.source is not None:
                 _put_usage(conn, scan.barcode, scan.source, usage, scan.at)
+            self._commits += 1
         return int(cur.lastrowid or 0)
 
     def record_outcome(self, scan_id: int, outcome: str, note: str = "") -> None:
@@ -206,6 +243,7 @@ class Journal(PeerUsageMixin, UploadStateMixin):
             if self._outcomes:
                 with write_transaction(self.conn) as conn:
                     self._write_outcomes(conn)
+                self._commits += 1
 
     def _write_outcomes(self, conn: sqlite3.Connection) -> None:
         conn.executemany("UPDATE scans SET outcome = ?, detail = detail || ? WHERE id = ?",
@@ -227,6 +265,7 @@ class Journal(PeerUsageMixin, UploadStateMixin):
                 (int(passed), "passed" if passed else "not passed",
                  "" if passed else " (not passed)", scan_id),
             )
+            self._commits += 1
             if passed:
                 return
             conn.execute(

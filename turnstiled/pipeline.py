@@ -222,6 +222,8 @@ class ScanPipeline:
             self.journal_alarm = None
         passed, acted = (self._move_gate(scan_id, ev, own, source) if self.gate is not None
                          else (None, None))
+        # The relay has moved: the disk can be spared for a checkpoint now.
+        self.journal.checkpoint_if_due()
         logger.info(
             "scan %s at %s: %s (%s)", mask(ev.barcode), scanner,
             "GRANTED" if granted else "DENIED", ev.decision.reason,
