@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
 
+from tests.conftest import wait_until
 from turnstiled import db
 from turnstiled.journal import BACKSTOP_PAGES, CHECKPOINT_COMMITS, Journal, Scan
 from turnstiled.rules import Decision, Usage

@@ -128,8 +128,12 @@ class Checkpointer:
         """Checkpoint soon (at once, unless one is running: then right after it)."""
         self._wake.set()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """End the thread after the checkpoint under way, if any; close its connection."""
+    def stop(self, timeout: float = 1.0) -> None:
+        """End the thread after the checkpoint under way, if any; close its connection.
+
+        A checkpoint still running after *timeout* is left to finish on its
+        own (a daemon thread): stopping the gate must not wait for a disk.
+        """
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout)

@@ -7,10 +7,10 @@ commit, and the daemon moves the relay only after it returns. The
 daemon's journal copies its log back into the database (a checkpoint,
 with an fsync of its own) in a thread of its own, asked for after the
 relay moved (:meth:`Journal.start_checkpoints`), never inside a scan's
-commit. Nothing in
-the scan path deletes rows. Only this module writes the journal, with the
-two parts :class:`Journal` mixes in: :mod:`turnstiled.journal_peers` (the
-venue mesh) and :mod:`turnstiled.journal_uploads` (the drain's upload states).
+commit. Nothing in the scan path deletes rows. Only this module writes
+the journal, with the two parts :class:`Journal` mixes in:
+:mod:`turnstiled.journal_peers` (the venue mesh) and
+:mod:`turnstiled.journal_uploads` (the drain's upload states).
 """
 
 from __future__ import annotations
@@ -176,10 +176,11 @@ class Journal(PeerUsageMixin, UploadStateMixin):
         """Checkpoint in a thread of its own from now on, when :meth:`checkpoint_if_due`
         says so, not inside a commit (the daemon: a scan's commit must not wait
         for the copy and fsync of a thousand pages)."""
-        if self._checkpointer is None:
-            self._checkpointer = Checkpointer(self.path)
-            self._commits = 0
-            self.conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+        with self._wlock:
+            if self._checkpointer is None:
+                self._checkpointer = Checkpointer(self.path)
+                self._commits = 0
+                self.conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
 
     def checkpoint_if_due(self) -> bool:
         """Ask for a checkpoint if :data:`CHECKPOINT_COMMITS` commits were made since
