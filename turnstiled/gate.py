@@ -148,8 +148,13 @@ class Gate:
         with self._cond:
             self._passed.clear()
             self._pulse_until = time.monotonic() + free_for
-            self._cond.notify()
-            self._apply()
+            try:
+                self._apply()
+            finally:
+                # Then wake the timer thread (it cannot end the pulse before we
+                # let go of the lock anyway): a thread's wake-up, and the chance
+                # it takes this core, must not come between commit and relay.
+                self._cond.notify()
         self._signal(green=True, beeps=1, on_time=pulse)
 
     def deny(self) -> None:
