@@ -51,6 +51,7 @@ def test_commits_leave_the_checkpoint_to_the_thread(tmp_path):
     plain.close()
 
     j = Journal(tmp_path / "journal.db")
+    assert not j.checkpointing
     j.start_checkpoints()
     assert j.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == BACKSTOP_PAGES
     for i in range(200):
@@ -59,6 +60,7 @@ def test_commits_leave_the_checkpoint_to_the_thread(tmp_path):
     assert scans_in_main_file(j.path) == 0
     assert j.checkpoint_if_due() is True
     assert wait_until(lambda: scans_in_main_file(j.path) == 200, timeout=30)
+    assert wait_until(lambda: not j.checkpointing, timeout=30)
     assert j.checkpoint_if_due() is False  # nothing committed since it was asked for
     j.close()
     assert not any(t.name == "checkpoint-journal.db" for t in threading.enumerate())

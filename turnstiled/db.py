@@ -119,10 +119,16 @@ class Checkpointer:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._wake = threading.Event()
         self._stopping = False
+        self._running = False
         self.runs = 0
         self._thread = threading.Thread(target=self._run, name=f"checkpoint-{path.name}",
                                         daemon=True)
         self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        """True while a checkpoint runs or has been asked for."""
+        return self._running or self._wake.is_set()
 
     def kick(self) -> None:
         """Checkpoint soon (at once, unless one is running: then right after it)."""
@@ -143,6 +149,7 @@ class Checkpointer:
     def _run(self) -> None:
         while True:
             self._wake.wait()
+            self._running = True
             self._wake.clear()
             if self._stopping:
                 return
@@ -152,3 +159,5 @@ class Checkpointer:
             except Exception as exc:  # the thread must live on: the log would only grow
                 logger.warning("checkpoint of %s failed (tried again later): %s",
                                self.name, exc)
+            finally:
+                self._running = False

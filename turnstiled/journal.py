@@ -182,6 +182,11 @@ class Journal(PeerUsageMixin, UploadStateMixin):
                 self._commits = 0
                 self.conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
 
+    @property
+    def checkpointing(self) -> bool:
+        """True while the checkpoint thread copies (or is about to copy) the log."""
+        return self._checkpointer is not None and self._checkpointer.busy
+
     def checkpoint_if_due(self) -> bool:
         """Ask for a checkpoint if :data:`CHECKPOINT_COMMITS` commits were made since
         the last one (call it when the disk can be spared: after the relay moved)."""
