@@ -13,12 +13,20 @@ the same batches (500, one request per event) POSTed bare with httpx,
 bodies built beforehand, measured before and after the drain (the best
 of the two). The last line is the summary with the ratio drain/bare
 (target <= 1.2).
+
+Then the scan path beside a drain: a copy of the same full journal is
+drained again, by another process (as the daemon's cloud process does),
+while this one journals a scan every 2 ms (durable one-row commits, as
+the gate does) and times each commit; the same commits with no drain
+running, before and after, are the comparison. The drain's transactions
+must stay short enough that the scan path barely notices.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -32,7 +40,7 @@ import httpx
 from turnstiled.backends.vivenu import NAME, VivenuBackend, VivenuSettings
 from turnstiled.drain import Drainer
 from turnstiled.journal import Journal, Scan
-from turnstiled.rules import Decision
+from turnstiled.rules import Decision, Usage
 from turnstiled.secret import Secret
 from turnstiled.settings import JournalSettings
 
@@ -63,11 +71,47 @@ def batches_of(scans: list[Scan], size: int = 500) -> list[tuple[str, list[dict]
     return out
 
 
+def drain_all(path: Path, desc: dict) -> Drainer:
+    """The drainer as the daemon sets it up, run until it finds nothing left to claim."""
+    backend = VivenuBackend(VivenuSettings(token=Secret(desc["credentials"]["token"]),
+                                           base_url=desc["base_url"]))
+    drainer = Drainer(path, [backend], batch_delay_s=JournalSettings().upload_batch_delay_s)
+    while drainer.drain_once("vivenu"):
+        pass
+    return drainer
+
+
+def scan_commits(journal: Journal, n: int = 0,
+                 until: subprocess.Popen | None = None) -> list[float]:
+    """Seconds of each durable scan commit, one every 2 ms: *n* of them, or until *until* ends."""
+    out: list[float] = []
+    while (until is None and len(out) < n) or (until is not None and until.poll() is None):
+        at = time.time()
+        scan = Scan(at, "bench", "s", "in", f"LOCAL{len(out):06d}", Decision(True, "granted"),
+                    "local-bench", upload="local")
+        t0 = time.perf_counter()
+        journal.record(scan, Usage(1, 0, True, at, at))
+        out.append(time.perf_counter() - t0)
+        time.sleep(0.002)
+    return out
+
+
+def pcts(xs: list[float]) -> str:
+    xs = sorted(xs)
+    return (f"p50 {xs[len(xs) // 2] * 1e3:.2f} ms p99 {xs[int(len(xs) * 0.99)] * 1e3:.2f} ms "
+            f"max {xs[-1] * 1e3:.2f} ms ({len(xs)} commits)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scans", type=int, default=10_000)
+    ap.add_argument("--drain-child", nargs=2, metavar=("JOURNAL", "DESC"),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.drain_child:
+        drain_all(Path(args.drain_child[0]), json.loads(args.drain_child[1]))
+        return
     sim = subprocess.Popen([sys.executable, "-m", "turnstiled.sim", "vivenu", "--port", "0",
                             "--tickets", "5000", "--json"], stdout=subprocess.PIPE, text=True)
     desc = json.loads(sim.stdout.readline())
@@ -86,21 +130,27 @@ def main() -> None:
                                   t["eventId"], t["_id"]))
                 journal.record(scans[-1])
             fill = time.perf_counter() - t0
+            copy = Path(tmp) / "copy.db"  # the same full journal, for the scan-path run
+            with sqlite3.connect(copy) as dst:
+                journal.conn.backup(dst)
             batches = batches_of(scans)
             floor = bare_posts(desc, batches)
-            backend = VivenuBackend(VivenuSettings(token=Secret(desc["credentials"]["token"]),
-                                                   base_url=desc["base_url"]))
-            drainer = Drainer(path, [backend],
-                              batch_delay_s=JournalSettings().upload_batch_delay_s)
             t0 = time.perf_counter()
-            while drainer.drain_once("vivenu"):
-                pass
+            drainer = drain_all(path, desc)
             dt = time.perf_counter() - t0
             if journal.backlog() or drainer.alarms():
                 sys.exit(f"drain stopped early: {journal.counts()} {drainer.alarms()}")
             counts = journal.counts()
             floor = min(floor, bare_posts(desc, batches))
-        on_record = len(httpx.get(f"{admin}/records", params={"kind": "scan"}).json())
+            on_record = len(httpx.get(f"{admin}/records", params={"kind": "scan"}).json())
+            gate = Journal(copy)
+            alone = scan_commits(gate, 300)
+            child = subprocess.Popen([sys.executable, __file__, "--drain-child", str(copy),
+                                      json.dumps(desc)])
+            beside = scan_commits(gate, until=child)
+            alone += scan_commits(gate, 300)
+            if child.returncode or gate.backlog().get(NAME):
+                sys.exit(f"the second drain failed: {gate.counts()}")
     finally:
         sim.terminate()
         sim.wait(10)
@@ -110,8 +160,12 @@ def main() -> None:
           f"({args.scans / dt:,.0f} scans/s, batches of 500; target <= 5 s); "
           f"journal {counts}, emulator recorded {on_record:,} (with the bare POSTs' twice)")
     print(f"floor: the same {len(batches)} requests POSTed bare: {floor:.2f} s")
+    print(f"scan-path journal commit, one every 2 ms, while another process drains "
+          f"{args.scans:,} scans: {pcts(beside)}; with no drain: {pcts(alone)}")
+    p99 = sorted(beside)[int(len(beside) * 0.99)], sorted(alone)[int(len(alone) * 0.99)]
     print(f"SUMMARY drain: {dt:.2f} s vs bare POSTs {floor:.2f} s, ratio x{dt / floor:.2f} "
-          f"(target <= 1.2); {args.scans / dt:,.0f} scans/s")
+          f"(target <= 1.2); {args.scans / dt:,.0f} scans/s; scan commit p99 "
+          f"{p99[0] * 1e3:.2f} ms while draining vs {p99[1] * 1e3:.2f} ms alone")
 
 
 if __name__ == "__main__":
