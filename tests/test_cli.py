@@ -106,6 +106,14 @@ def test_every_option_and_argument_says_what_it_is():
     assert silent == []
 
 
+def test_a_bad_option_shows_that_commands_usage(conf, capsys):
+    code, _, err = run(capsys, "--config", str(conf), "scans", "--limit", "0")
+    assert code == 2
+    assert err.startswith("usage: turnstilectl scans ") and "[--limit LIMIT]" in err
+    assert "{import,lookup" not in err  # not the list of every command
+    assert err.splitlines()[-1] == "turnstilectl scans: argument --limit: must be at least 1, not 0"
+
+
 def test_console_script_and_config_error(conf, tmp_path):
     exe = Path(sys.executable).parent / "turnstilectl"
     proc = subprocess.run([str(exe), "--config", str(conf), "scans", "--json"],

@@ -178,10 +178,14 @@ def cmd_doctor(cfg: Config, args: argparse.Namespace) -> int:
 class UsageError(Exception):
     """A command line turnstilectl cannot parse (shown as JSON with ``--json``)."""
 
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage  # of the (sub)command whose line it was
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog}: {message}", self.format_usage())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except UsageError as exc:
-        return _fail("--json" in argv, str(exc), usage=parser.format_usage())
+        return _fail("--json" in argv, str(exc), usage=exc.usage)
     args.json = getattr(args, "json", False)
     try:
         cfg = config_mod.load(getattr(args, "config", None))
