@@ -3,11 +3,20 @@
 Parsing pages of tickets and batches of scans is CPU work that, in the
 scan process, would compete with the scan path for the interpreter; in a
 child process it competes only for a core, at a lower priority. The child
-talks to the daemon over a pipe: every half second it reports each
-source's sync state, each drain's counts and alarms, and whether its
-loops progressed; the daemon sends it ``sync`` requests and ``stop``.
-The child dies with the daemon (PR_SET_PDEATHSIG), so a killed daemon
-never leaves a drainer behind to race its successor.
+talks to the daemon over a socket pair (:class:`Channel`): every half
+second it reports each source's sync state, each drain's counts and
+alarms, and whether its loops progressed; the daemon sends it ``sync``
+requests and ``stop``. The child dies with the daemon (PR_SET_PDEATHSIG;
+and it stops by itself when the socket closes), so a killed daemon never
+leaves a drainer behind to race its successor.
+
+The child is a fresh interpreter, ``python -m turnstiled.cloud``, started
+with fork+exec like multiprocessing's "spawn" (so it holds none of the
+daemon's threads, locks or GPIO handles), but without multiprocessing: it
+imports only the sync and drain modules (a spawned child re-imports the
+daemon's own main module, gpiozero and all), and no resource-tracker
+process is started beside it (12.8 MB RSS for nothing: the child shares
+no semaphores or shared memory). ``scripts/bench memory`` measures it.
 """
 
 from __future__ import annotations
@@ -15,25 +24,69 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import multiprocessing as mp
 import os
+import pickle
+import select
 import signal
+import socket
+import struct
+import subprocess
+import sys
 import threading
 import time
-from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
-from turnstiled import logs
-from turnstiled.backends import make_backends
+import turnstiled
 from turnstiled.config import Config
-from turnstiled.drain import Drainer
-from turnstiled.sync import Syncer
 
 logger = logging.getLogger(__name__)
 
 REPORT_S = 0.5
+RESTART_S = 1.0
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
+_LEN = struct.Struct("!I")
+
+
+class Channel:
+    """Pickled messages over a stream socket, each after its length (4 bytes).
+
+    Both ends are this package, on one machine, over a socket pair only
+    they hold: pickle is what multiprocessing used here before.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._send_lock = threading.Lock()
+
+    def send(self, obj: Any) -> None:
+        data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+        with self._send_lock:
+            self.sock.sendall(_LEN.pack(len(data)) + data)
+
+    def poll(self, timeout: float) -> bool:
+        """Whether a message (or the end) is there to read within *timeout* seconds."""
+        return bool(select.select([self.sock], [], [], timeout)[0])
+
+    def recv(self) -> Any:
+        """The next message; EOFError once the other end has closed."""
+        (n,) = _LEN.unpack(self._exactly(_LEN.size))
+        return pickle.loads(self._exactly(n))  # noqa: S301 (our own process, see above)
+
+    def _exactly(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise EOFError("the other end closed the channel")
+            buf += chunk
+        return bytes(buf)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
 
 
 def _die_with_parent() -> None:
@@ -44,11 +97,14 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_NAME, b"turnstiled-sync")
 
 
-def _child(cfg: Config, conn: Connection, parent: int) -> None:
-    _die_with_parent()
-    if os.getppid() != parent:  # the daemon died before prctl took effect
-        return
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
+def _child(cfg: Config, conn: Channel) -> None:
+    # Imported here: the daemon, which imports this module for CloudProcess,
+    # never needs the syncer or the drainer in its own process.
+    from turnstiled import logs
+    from turnstiled.backends import make_backends
+    from turnstiled.drain import Drainer
+    from turnstiled.sync import Syncer
+
     logs.setup(cfg.log)
     backends = make_backends(cfg.sources)
     progress = {"sync": time.monotonic(), "drain": time.monotonic()}
@@ -88,6 +144,21 @@ def _child(cfg: Config, conn: Connection, parent: int) -> None:
             b.close()
 
 
+def main(argv: list[str]) -> None:
+    """The child: ``python -m turnstiled.cloud FD PARENT_PID``; its config comes over FD."""
+    _die_with_parent()
+    fd, parent = int(argv[0]), int(argv[1])
+    if os.getppid() != parent:  # the daemon died before prctl took effect
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
+    conn = Channel(socket.socket(fileno=fd))
+    try:
+        cfg = conn.recv()
+    except (EOFError, OSError):
+        return
+    _child(cfg, conn)
+
+
 class CloudProcess:
     """The daemon's handle on the child that syncs and drains."""
 
@@ -96,39 +167,69 @@ class CloudProcess:
         self.report: dict[str, Any] = {"sources": {}, "drains": {}, "progress": {}}
         self.reported_at = time.monotonic()
         self._lock = threading.Lock()
-        self._proc: mp.process.BaseProcess | None = None
-        self._conn: Connection | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._conn: Channel | None = None
         self._reader: threading.Thread | None = None
         self._stopping = False
 
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None before :meth:`start`)."""
+        return self._proc.pid if self._proc is not None else None
+
     def start(self) -> None:
-        ctx = mp.get_context("spawn")  # never fork a process that holds GPIO threads
-        ours, theirs = ctx.Pipe()
-        self._proc = ctx.Process(target=_child, args=(self.cfg, theirs, os.getpid()),
-                                 name="turnstiled-cloud", daemon=True)
-        self._proc.start()
-        theirs.close()
-        self._conn = ours
-        self.reported_at = time.monotonic()
+        self._spawn()
         self._reader = threading.Thread(target=self._read, name="cloud-reports", daemon=True)
         self._reader.start()
 
+    def _spawn(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env = dict(os.environ)
+        # The child imports this very package, wherever the daemon found it.
+        root = str(Path(turnstiled.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        try:
+            self._proc = subprocess.Popen(  # noqa: S603 (our interpreter, our module)
+                [sys.executable, "-m", "turnstiled.cloud", str(theirs.fileno()),
+                 str(os.getpid())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
+        finally:
+            theirs.close()
+        self._conn = Channel(ours)
+        self.reported_at = time.monotonic()
+        with contextlib.suppress(OSError):  # a child that died at once is restarted by _read
+            self._conn.send(self.cfg)
+
     def _read(self) -> None:
-        conn = self._conn
-        assert conn is not None
+        # This thread also starts every later child: PR_SET_PDEATHSIG fires
+        # when the *thread* that started the child ends, so the one that
+        # restarts it must live on (the first child is started by the
+        # daemon's main thread).
         while True:
+            conn = self._conn
+            assert conn is not None
             try:
                 report = conn.recv()
             except (EOFError, OSError):
-                if not self._stopping:
-                    logger.error("cloud worker process ended; restarting it")
-                    time.sleep(1.0)
-                    if not self._stopping:
-                        self.start()
-                return
+                if self._stopping:
+                    return
+                logger.error("cloud worker process ended; restarting it")
+                self._reap()
+                time.sleep(RESTART_S)
+                if self._stopping:
+                    return
+                self._spawn()
+                continue
             with self._lock:
                 self.report = report
                 self.reported_at = time.monotonic()
+
+    def _reap(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(1.0)
 
     def request_sync(self, full: bool = False) -> list[str]:
         if self._conn is not None:
@@ -162,9 +263,15 @@ class CloudProcess:
             with contextlib.suppress(OSError):
                 self._conn.send(("stop",))
         if self._proc is not None:
-            self._proc.join(timeout)
-            if self._proc.is_alive():
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
                 self._proc.kill()
-                self._proc.join(1.0)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._proc.wait(1.0)
         if self._conn is not None:
             self._conn.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
