@@ -21,10 +21,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from turnstiled.datafiles import ensure_cache
-from turnstiled.db import connect, write_transaction
+from turnstiled.db import Database, connect, write_transaction
 from turnstiled.rules import Ticket
 
 logger = logging.getLogger(__name__)
@@ -113,7 +111,7 @@ class Cache:
                 # aside and rebuilt, keeping the imported guest list (datafiles.py).
                 ensure_cache(self.path)
             self.conn = connect(self.path, readonly)
-        self.db = sqlite_utils.Database(self.conn)
+        self.db = Database(self.conn)
         if not readonly:
             self.db.enable_wal()
             self.conn.executescript(SCHEMA)

@@ -24,9 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
-from turnstiled.db import Checkpointer, connect, write_transaction
+from turnstiled.db import Checkpointer, Database, connect, write_transaction
 from turnstiled.journal_peers import PeerUsageMixin, migrate_peers
 from turnstiled.journal_uploads import UploadStateMixin
 from turnstiled.rules import Decision, Usage
@@ -152,11 +150,11 @@ class Journal(PeerUsageMixin, UploadStateMixin):
         self._commits = 0  # since the last checkpoint was asked for
         if readonly:
             self.conn = connect(self.path, readonly=True)
-            self.db = sqlite_utils.Database(self.conn)
+            self.db = Database(self.conn)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = connect(self.path, readonly=False)
-        self.db = sqlite_utils.Database(self.conn)
+        self.db = Database(self.conn)
         self.db.enable_wal()
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.executescript(SCHEMA)

@@ -20,9 +20,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-import sqlite_utils
-
-from turnstiled.db import write_transaction
+from turnstiled.db import Database, write_transaction
 
 # Rows the drain may send: not a grant whose outcome at the gate is still open.
 UPLOADABLE = "(outcome IS NULL OR outcome <> 'pending')"
@@ -61,7 +59,7 @@ class UploadStateMixin:
     """Upload-state methods of :class:`~turnstiled.journal.Journal` (which provides ``conn``)."""
 
     conn: sqlite3.Connection
-    db: sqlite_utils.Database
+    db: Database
 
     # -- the drain (its own connection; each step one short transaction) --
     def recover_inflight(self) -> int:
