@@ -193,6 +193,9 @@ class CloudProcess:
                 [sys.executable, "-m", "turnstiled.cloud", str(theirs.fileno()),
                  str(os.getpid())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         self._conn = Channel(ours)
@@ -215,10 +218,15 @@ class CloudProcess:
                     return
                 logger.error("cloud worker process ended; restarting it")
                 self._reap()
-                time.sleep(RESTART_S)
-                if self._stopping:
-                    return
-                self._spawn()
+                while True:
+                    time.sleep(RESTART_S)
+                    if self._stopping:
+                        return
+                    try:
+                        self._spawn()
+                        break
+                    except OSError as exc:  # e.g. out of processes or memory: try again
+                        logger.error("cannot restart the cloud worker process: %s", exc)
                 continue
             with self._lock:
                 self.report = report
