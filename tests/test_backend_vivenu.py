@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
 from turnstiled.backends.base import AuthError, Rejected, TransientError, UploadScan
-from turnstiled.backends.vivenu import VivenuBackend, VivenuSettings
+from turnstiled.backends.vivenu import (
+    Device,
+    VivenuBackend,
+    VivenuSettings,
+    decode_page,
+    to_rows,
+    to_ticket,
+)
 from turnstiled.cache import Cache
 from turnstiled.online import OnlineChecker
 from turnstiled.secret import Secret
@@ -142,3 +150,26 @@ def test_interrupted_full_sync_keeps_old_list_then_restarts_cleanly(emu, tmp_pat
     assert syncer.sync("vivenu", full=True) == "full"
     assert reader.lookup(gone).status == "invalid"
     assert reader.sources()[0]["tickets"] == 2500
+
+
+def test_the_bulk_rows_read_each_document_as_the_online_answer_does():
+    docs = [
+        {"_id": "a1", "barcode": "B1", "eventId": "e1", "status": "VALID", "entry": ["GA"],
+         "ticketTypeId": "tt-1", "name": "Ann", "updatedAt": "2026-01-01T00:00:00.000Z"},
+        {"_id": "a2", "barcode": "B2", "eventId": "e1", "status": "VALID", "entry": ["VIP", ""],
+         "ticketTypeId": "tt-2", "ticketName": "VIP"},  # a type this device does not admit
+        {"_id": "a3", "barcode": "B3", "eventId": "e2", "status": "VALID", "entry": ["GA"]},
+        {"barcode": "B4", "eventId": "e2", "status": "VALID"},  # no entry: zones unknown
+        {"barcode": "B5", "status": "DETAILSREQUIRED", "entry": "GA", "name": 7},
+        {"barcode": "", "status": "VALID"}, {"status": "VALID"}, {"barcode": 12345},
+    ]
+    body = json.dumps({"docs": docs, "total": len(docs)}).encode()
+    decoded = decode_page(body)["docs"]
+    for device in (Device(), Device("reentry", "VIP", {"e1": frozenset({"tt-1"})})):
+        want = [t for t in (to_ticket(d, device) for d in docs) if t is not None]
+        assert [to_ticket(d, device) for d in decoded if to_ticket(d, device)] == want
+        rows = to_rows(decoded, device)
+        assert list(rows) == want and len(rows) == 5 and rows.entries == device.entries
+    gate = Device("single", "GA", {"e1": frozenset({"tt-1"})})
+    assert [t.status for t in to_rows(decoded, gate)] == [
+        "valid", "invalid", "valid", "wrong_zone", "invalid"]

@@ -95,7 +95,7 @@ def test_the_decision_thread_survives_when_no_thread_can_start(start_gate, monke
 
 def test_a_decision_that_fails_is_journaled_as_a_denial_and_raises_an_alarm(start_gate):
     g = start_gate([Ticket("local", "OK-1")])
-    g.daemon.cache.conn.execute("DROP TABLE tickets")  # a cache of an unexpected layout
+    g.daemon.cache.conn.execute("DROP VIEW tickets")  # a cache of an unexpected layout
     g.scan(b"OK-1")
     o = g.next()
     assert (o.evaluation.decision.granted, o.evaluation.decision.reason) == (False, "error")

@@ -1,10 +1,17 @@
 """The ticket cache (``cache.db``): a disposable copy of the clouds' tickets.
 
-One row per (barcode, source). Scans read it through :meth:`Cache.lookup`
-(one indexed query; :func:`pick` says which source counts when several
-list a barcode); sync and ``turnstilectl import`` write it. A full
-replacement of a source happens in one transaction, so a reader (WAL)
-sees either the old list or the new one, never half of each. That one
+One table per source (``"tickets:vivenu"``, ``"tickets:local"``), keyed
+by barcode, and the view ``tickets`` over them all, which names each row's
+source. Scans read the view through :meth:`Cache.lookup`: one primary-key
+probe per source (:func:`pick` says which source counts when several list
+a barcode); sync and ``turnstilectl import`` write it.
+
+A full replacement of a source builds its new list into a table of its
+own (``"build:vivenu"``: no old rows to delete, no second index to keep),
+then, in the same transaction, drops the old table and renames the new
+one into its place. Readers (WAL) see the old list until that commit and
+the new one after it, never half of each; an interrupted build is rolled
+back with its transaction and leaves the old list in use. That one
 transaction passes through the WAL whole (a million tickets: some 140 MB),
 so a full replacement ends with a checkpoint that truncates the WAL, and
 ``journal_size_limit`` caps what any later checkpoint leaves behind.
@@ -27,24 +34,8 @@ from turnstiled.rules import Ticket
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4  # 4: sync cursors are the cloud's time, not the gate's
+SCHEMA_VERSION = 5  # 5: one table per source, the view `tickets` over them
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS tickets (
-    barcode     TEXT NOT NULL,
-    source      TEXT NOT NULL,
-    event       TEXT NOT NULL DEFAULT '',
-    status      TEXT NOT NULL DEFAULT 'valid',
-    zones       TEXT NOT NULL DEFAULT '',
-    valid_from  REAL,
-    valid_until REAL,
-    entries     TEXT NOT NULL DEFAULT 'single',
-    name        TEXT NOT NULL DEFAULT '',
-    ticket_id   TEXT NOT NULL DEFAULT '',
-    updated_at  REAL,
-    use_window  REAL,
-    PRIMARY KEY (barcode, source)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS tickets_source ON tickets (source);
 CREATE TABLE IF NOT EXISTS sources (
     source          TEXT PRIMARY KEY,
     last_full_sync  REAL,
@@ -55,15 +46,28 @@ CREATE TABLE IF NOT EXISTS sources (
     state           TEXT NOT NULL DEFAULT 'idle'
 );
 """
+# One source's tickets (its name is the table's: see _table).
+TABLE = """(
+    barcode     TEXT NOT NULL PRIMARY KEY,
+    event       TEXT NOT NULL DEFAULT '',
+    status      TEXT NOT NULL DEFAULT 'valid',
+    zones       TEXT NOT NULL DEFAULT '',
+    valid_from  REAL,
+    valid_until REAL,
+    entries     TEXT NOT NULL DEFAULT 'single',
+    name        TEXT NOT NULL DEFAULT '',
+    ticket_id   TEXT NOT NULL DEFAULT '',
+    updated_at  REAL,
+    use_window  REAL
+) WITHOUT ROWID"""
+TABLE_PREFIX = "tickets:"
+BUILD_PREFIX = "build:"  # a full replacement's new list, until it takes the old one's place
 
-COLUMNS = (
+COLUMNS = (  # the view's
     "barcode", "source", "event", "status", "zones", "valid_from", "valid_until",
     "entries", "name", "ticket_id", "updated_at", "use_window",
 )
-_INSERT = (
-    f"INSERT OR REPLACE INTO tickets ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in COLUMNS)})"
-)
+TABLE_COLUMNS = tuple(c for c in COLUMNS if c != "source")  # a source table's, in order
 _LOOKUP = (
     "SELECT source, barcode, event, status, zones, valid_from, valid_until, entries, name, "
     "ticket_id, use_window FROM tickets WHERE barcode = ?"
@@ -87,13 +91,44 @@ def decode_zones(text: str) -> tuple[str, ...]:
     return tuple(text.split(ZONE_SEP)) if text else ()
 
 
-def ticket_row(t: Ticket, updated_at: float | None = None) -> tuple[Any, ...]:
-    """The cache row of a ticket, in :data:`COLUMNS` order."""
-    return (
-        t.barcode, t.source, t.event, t.status, encode_zones(t.zones), t.valid_from,
-        t.valid_until, t.entries, t.name, t.ticket_id,
-        updated_at if updated_at is not None else time.time(), t.use_window_s,
-    )
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _table(source: str) -> str:
+    """The quoted name of *source*'s table."""
+    return _quoted(TABLE_PREFIX + source)
+
+
+def _insert(table: str) -> str:
+    return (f"INSERT OR REPLACE INTO {table} "
+            f"({', '.join(TABLE_COLUMNS)}) VALUES ({', '.join('?' for _ in TABLE_COLUMNS)})")
+
+
+def _source_tables(conn: sqlite3.Connection) -> list[str]:
+    """The sources that have a table, by name."""
+    return sorted(name[len(TABLE_PREFIX):] for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, ?) = ?",
+        (len(TABLE_PREFIX), TABLE_PREFIX)))
+
+
+def _make_view(conn: sqlite3.Connection) -> None:
+    """(Re)create the view ``tickets``: every source table's rows, with their source."""
+    arms = [f"SELECT barcode, {_text(s)} AS source, "
+            f"{', '.join(TABLE_COLUMNS[1:])} FROM {_table(s)}" for s in _source_tables(conn)]
+    if not arms:  # no source yet: a view of the right columns and no rows
+        arms = ["SELECT " + ", ".join(f"NULL AS {c}" for c in COLUMNS) + " WHERE 0"]
+    conn.execute("DROP VIEW IF EXISTS tickets")
+    conn.execute("CREATE VIEW tickets AS " + " UNION ALL ".join(arms))
+
+
+def _ensure_table(conn: sqlite3.Connection, source: str, known: set[str]) -> None:
+    """Give *source* a table (and the view its rows), inside the caller's transaction."""
+    if source not in known:
+        if source not in _source_tables(conn):
+            conn.execute(f"CREATE TABLE {_table(source)} {TABLE}")
+            _make_view(conn)
+        known.add(source)
 
 
 class Cache:
@@ -117,6 +152,11 @@ class Cache:
             self.conn.executescript(SCHEMA)
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self.conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+            if not self.conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'view' AND name = 'tickets'"
+            ).fetchone():
+                with write_transaction(self.conn) as conn:
+                    _make_view(conn)
         self.conn.execute("PRAGMA synchronous=NORMAL")
 
     def close(self) -> None:
@@ -134,24 +174,62 @@ class Cache:
 
     # -- writers ---------------------------------------------------------
     def upsert(self, tickets: Iterable[Ticket], *, batch: int = 5000) -> int:
-        """Insert or update tickets, committing every *batch* rows."""
-        return self._write(self._rows(tickets), batch=batch)
+        """Insert or update tickets, committing every *batch* tickets."""
+        n = 0
+        known: set[str] = set()
+        now = time.time()
+        for chunk in _chunks(tickets, batch):
+            by_source: dict[str, list[tuple[Any, ...]]] = {}
+            for t in chunk:
+                by_source.setdefault(t.source, []).append(_row(t, now))
+            with write_transaction(self.conn) as conn:
+                for source, rows in by_source.items():
+                    _ensure_table(conn, source, known)
+                    conn.executemany(_insert(_table(source)), rows)
+            n += len(chunk)
+        return n
+
+    def put_rows(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Insert rows given by column name (what :mod:`datafiles` keeps of an old cache)."""
+        known: set[str] = set()
+        with write_transaction(self.conn) as conn:
+            for row in rows:
+                cols = [c for c in TABLE_COLUMNS if c in row]
+                _ensure_table(conn, str(row["source"]), known)
+                conn.execute(f"INSERT OR REPLACE INTO {_table(str(row['source']))} "
+                             f"({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                             [row[c] for c in cols])
 
     def replace_source(self, source: str, tickets: Iterable[Ticket]) -> int:
         """Swap the whole list of *source* for *tickets*, atomically."""
+        return self.replace_pages(source, _chunks(tickets, 5000))
+
+    def replace_pages(self, source: str, pages: Iterable[Iterable[Ticket]]) -> int:
+        """Swap the whole list of *source* for the tickets of *pages*, atomically.
+
+        The pages are read (fetched, decoded) and made rows by a thread of
+        their own while this one writes them (SQLite lets go of the GIL as
+        it steps); an error on either side rolls the whole build back.
+        """
         n = 0
+        table, build = _table(source), _quoted(BUILD_PREFIX + source)
         # A bigger page cache for the bulk write keeps the B-tree in memory
         # (bounded: it does not grow with the number of tickets).
         self.conn.execute("PRAGMA cache_size = -8000")
         with write_transaction(self.conn) as conn:
-            conn.execute("DELETE FROM tickets WHERE source = ?", (source,))
-            # The tickets are fetched, decoded and made rows by another thread
-            # while this one writes (SQLite lets go of the GIL as it steps).
-            for chunk in _ahead(_chunks(self._rows(tickets), 5000)):
-                if any(row[1] != source for row in chunk):
-                    raise ValueError(f"replace_source({source!r}) got a ticket of another source")
-                conn.executemany(_INSERT, chunk)
-                n += len(chunk)
+            conn.execute(f"DROP TABLE IF EXISTS {build}")
+            conn.execute(f"CREATE TABLE {build} {TABLE}")
+            for sql, rows in _ahead(_page_rows(source, pages, build, time.time())):
+                conn.executemany(sql, rows)
+                n += len(rows)
+            # The swap: the view is dropped first, as a rename checks every view.
+            conn.execute("DROP VIEW IF EXISTS tickets")
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+            if n:
+                conn.execute(f"ALTER TABLE {build} RENAME TO {table}")
+            else:  # no tickets: no table, and no probe of it at every lookup
+                conn.execute(f"DROP TABLE {build}")
+            _make_view(conn)
         self.checkpoint()
         return n
 
@@ -164,20 +242,6 @@ class Cache:
         busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         if busy:
             logger.info("cache.db: a reader held the WAL; it is truncated at a later checkpoint")
-
-    def _write(self, rows: Iterator[tuple[Any, ...]], *, batch: int) -> int:
-        n = 0
-        for chunk in _chunks(rows, batch):
-            with write_transaction(self.conn) as conn:
-                conn.executemany(_INSERT, chunk)
-            n += len(chunk)
-        return n
-
-    @staticmethod
-    def _rows(tickets: Iterable[Ticket]) -> Iterator[tuple[Any, ...]]:
-        now = time.time()
-        for t in tickets:
-            yield ticket_row(t, now)
 
     # -- freshness -------------------------------------------------------
     def mark_sync(self, source: str, *, full: bool, ok: bool, error: str | None = None,
@@ -226,8 +290,8 @@ class Cache:
         if inode is not None and memo is not None and memo[0] == key:
             counts = dict(memo[1])
         else:
-            counts = dict(self.conn.execute(
-                "SELECT source, COUNT(*) FROM tickets GROUP BY source").fetchall())
+            counts = {s: self.conn.execute(f"SELECT COUNT(*) FROM {_table(s)}").fetchone()[0]
+                      for s in _source_tables(self.conn)}
             _COUNTS[self.path] = (key, dict(counts))
         out = []
         for row in rows:
@@ -306,9 +370,48 @@ def _ahead(chunks: Iterator[list[tuple[Any, ...]]],
         thread.join()
 
 
-def _chunks(rows: Iterator[tuple[Any, ...]] | Iterable[tuple[Any, ...]],
-            size: int) -> Iterator[list[tuple[Any, ...]]]:
-    chunk: list[tuple[Any, ...]] = []
+def _row(t: Ticket, now: float) -> tuple[Any, ...]:
+    """A ticket as its source table's row (:data:`TABLE_COLUMNS` order)."""
+    return (t.barcode, t.event, t.status, encode_zones(t.zones), t.valid_from, t.valid_until,
+            t.entries, t.name, t.ticket_id, now, t.use_window_s)
+
+
+def _page_rows(source: str, pages: Iterable[Iterable[Ticket]], table: str,
+               now: float) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
+    """Each page as (statement, rows) for *table*; a ticket of another source is an error.
+
+    A page of :class:`turnstiled.backends.base.Rows` (plain tuples, told by
+    its ``rows``; not imported here, which would load every backend) is
+    written without a Ticket per row, and what all its rows share is part of
+    the statement rather than bound to every row (half the cost of a row).
+    """
+    insert = _insert(table)
+    sep = ZONE_SEP
+    for page in pages:
+        if hasattr(page, "rows"):
+            if page.source != source:
+                raise ValueError(f"replace_source({source!r}) got a ticket of another source")
+            yield (f"INSERT OR REPLACE INTO {table} (barcode, event, status, zones, name, "
+                   f"ticket_id, entries, updated_at) VALUES (?, ?, ?, ?, ?, ?, "
+                   f"{_text(page.entries)}, {float(now)!r})",
+                   [(b, e, st, sep.join(z), nm, tid) for b, e, st, z, nm, tid in page.rows])
+        else:
+            rows = []
+            for t in page:
+                if t.source != source:
+                    raise ValueError(
+                        f"replace_source({source!r}) got a ticket of another source")
+                rows.append(_row(t, now))
+            yield insert, rows
+
+
+def _text(value: str) -> str:
+    """*value* as an SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
     for row in rows:
         chunk.append(row)
         if len(chunk) >= size:

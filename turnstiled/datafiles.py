@@ -40,7 +40,8 @@ def _inspect(path: Path) -> tuple[set[str], int, str]:
             raise sqlite3.DatabaseError("not an SQLite database")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         verdict = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
     finally:
@@ -141,7 +142,7 @@ def ensure_cache(path: str | Path) -> str | None:
         src = Path(f"{path}{suffix}")
         if src.exists():
             src.rename(f"{aside}{suffix}")
-    _rebuild(path, rows, COLUMNS)
+    _rebuild(path, rows)
     if rows is None:
         kept = "the imported guest list could not be read: re-import it (turnstilectl import)"
     else:
@@ -181,18 +182,12 @@ def _local_rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, object]]
         return None
 
 
-def _rebuild(path: Path, rows: list[dict[str, object]] | None,
-             columns: tuple[str, ...]) -> None:
+def _rebuild(path: Path, rows: list[dict[str, object]] | None) -> None:
     from turnstiled.cache import Cache
     cache = Cache(path)
     try:
         if rows:
-            cols = [c for c in columns if c in rows[0]]
-            with cache.conn:
-                cache.conn.executemany(
-                    f"INSERT OR REPLACE INTO tickets ({', '.join(cols)}) "
-                    f"VALUES ({', '.join('?' for _ in cols)})",
-                    [tuple(r[c] for c in cols) for r in rows])
+            cache.put_rows(rows)
         if rows is None:
             cache.mark_sync(LOCAL, full=False, ok=False, state=REIMPORT,
                             error="cache.db was rebuilt and the imported guest list was "

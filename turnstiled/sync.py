@@ -3,7 +3,8 @@
 One thread, one cache writer connection. Each backend with a ticket list
 gets a full sync when the cache has none for it (or the last one is older
 than ``full_sync_interval_s``) and a delta sync every ``sync_interval``.
-A full sync streams page by page into one cache transaction, so readers
+A full sync streams page by page into a new table of the cache, swapped
+for the old list when complete (:meth:`Cache.replace_pages`), so readers
 keep the old list until the new one is complete, and an interrupted sync
 leaves the old list in place and simply starts again. Each sync of a
 backend with deltas hands back a cursor on the cloud's clock
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from turnstiled.backends.base import Backend, BackendError, Delta
+from turnstiled.backends.base import Backend, BackendError, Delta, Rows
 from turnstiled.cache import Cache
 from turnstiled.retry import Retry
 from turnstiled.rules import Ticket
@@ -43,15 +44,15 @@ class SourceState(Retry):
     cursor: str | None = None
 
 
-def _flatten(pages: Iterable[list[Ticket]],
-             on_page: Callable[[], None] | None) -> Iterator[Ticket]:
+def _progress(pages: Iterable[list[Ticket] | Rows],
+              on_page: Callable[[], None] | None) -> Iterator[list[Ticket] | Rows]:
     for page in pages:
         if on_page is not None:
             # A long full sync is progress too (watchdog). Http reports each
             # request only from the loop's own thread, and pages are fetched
             # ahead on others (vivenu's page thread, the cache's row thread).
             on_page()
-        yield from page
+        yield page
 
 
 class Syncer(Worker):
@@ -91,13 +92,14 @@ class Syncer(Worker):
             full = full or st.cursor is None  # no cloud time to start a delta from
             if full:
                 listing = backend.full_sync()
-                n = cache.replace_source(name, _flatten(listing, self.on_progress))
+                n = cache.replace_pages(name, _progress(listing, self.on_progress))
                 st.last_full = now
                 st.cursor = listing.cursor if isinstance(listing, Delta) else None
                 logger.info("%s: full sync, %d tickets", name, n)
             else:
                 delta = backend.delta_sync(st.cursor)
-                n = cache.upsert(_flatten(delta.pages, self.on_progress))
+                n = cache.upsert(t for page in _progress(delta.pages, self.on_progress)
+                                 for t in page)
                 st.cursor = delta.cursor or st.cursor
                 if n:
                     logger.info("%s: delta sync, %d changed tickets", name, n)

@@ -2,8 +2,8 @@
 
 A backend knows HTTP and its vendor's shapes; it never touches SQLite or
 GPIO. It turns vendor pages into :class:`~turnstiled.rules.Ticket` lists
-for :mod:`turnstiled.sync`, and declares what it can do in
-:class:`Capabilities`.
+(or, for a bulk list, :class:`Rows`) for :mod:`turnstiled.sync`, and
+declares what it can do in :class:`Capabilities`.
 """
 
 from __future__ import annotations
@@ -71,6 +71,33 @@ class Capabilities:
     first_entry_only: bool = False
 
 
+class Rows:
+    """A page of one source's tickets as plain tuples: a bulk list's cheap form.
+
+    Each row is (barcode, event, status, zones, name, ticket_id) of a
+    :class:`~turnstiled.rules.Ticket` whose ``entries`` is the page's and
+    which has no validity or use window; its zones hold no empty name.
+    Building a Ticket per row costs more than decoding the row, so the cache
+    writes these as they are; iterating a page gives Tickets.
+    """
+
+    __slots__ = ("entries", "rows", "source")
+
+    def __init__(self, source: str, entries: str,
+                 rows: list[tuple[str, str, str, tuple[str, ...], str, str]]) -> None:
+        self.source = source
+        self.entries = entries
+        self.rows = rows
+
+    def __iter__(self) -> Iterator[Ticket]:
+        src, entries = self.source, self.entries
+        return (Ticket(src, b, e, s, z, None, None, entries, n, t)
+                for b, e, s, z, n, t in self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
 @dataclass(frozen=True)
 class OnlineAnswer:
     """What a cloud says of a barcode the cache does not know."""
@@ -122,10 +149,10 @@ class Delta:
     delta after a full sync starts at the cloud's time the full sync began.
     """
 
-    pages: Iterator[list[Ticket]]
+    pages: Iterator[list[Ticket] | Rows]
     anchor: Anchor
 
-    def __iter__(self) -> Iterator[list[Ticket]]:
+    def __iter__(self) -> Iterator[list[Ticket] | Rows]:
         return self.pages
 
     @property
