@@ -28,6 +28,20 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from turnstiled.cache_tables import (
+    BUILD_PREFIX,
+    TABLE,
+    TABLE_COLUMNS,
+    decode_zones,
+    ensure_table,
+    insert_sql,
+    make_view,
+    page_rows,
+    quoted,
+    source_tables,
+    table_name,
+    ticket_row,
+)
 from turnstiled.datafiles import ensure_cache
 from turnstiled.db import Database, connect, write_transaction
 from turnstiled.rules import Ticket
@@ -46,28 +60,6 @@ CREATE TABLE IF NOT EXISTS sources (
     state           TEXT NOT NULL DEFAULT 'idle'
 );
 """
-# One source's tickets (its name is the table's: see _table).
-TABLE = """(
-    barcode     TEXT NOT NULL PRIMARY KEY,
-    event       TEXT NOT NULL DEFAULT '',
-    status      TEXT NOT NULL DEFAULT 'valid',
-    zones       TEXT NOT NULL DEFAULT '',
-    valid_from  REAL,
-    valid_until REAL,
-    entries     TEXT NOT NULL DEFAULT 'single',
-    name        TEXT NOT NULL DEFAULT '',
-    ticket_id   TEXT NOT NULL DEFAULT '',
-    updated_at  REAL,
-    use_window  REAL
-) WITHOUT ROWID"""
-TABLE_PREFIX = "tickets:"
-BUILD_PREFIX = "build:"  # a full replacement's new list, until it takes the old one's place
-
-COLUMNS = (  # the view's
-    "barcode", "source", "event", "status", "zones", "valid_from", "valid_until",
-    "entries", "name", "ticket_id", "updated_at", "use_window",
-)
-TABLE_COLUMNS = tuple(c for c in COLUMNS if c != "source")  # a source table's, in order
 _LOOKUP = (
     "SELECT source, barcode, event, status, zones, valid_from, valid_until, entries, name, "
     "ticket_id, use_window FROM tickets WHERE barcode = ?"
@@ -79,56 +71,6 @@ JOURNAL_SIZE_LIMIT = 4 * 2**20
 
 # Ticket counts per cache file, with the ``sources`` rows they were counted at.
 _COUNTS: dict[Path, tuple[Any, dict[str, int]]] = {}
-
-ZONE_SEP = "\x1f"  # ASCII unit separator: never part of a zone name
-
-
-def encode_zones(zones: Iterable[str]) -> str:
-    return ZONE_SEP.join(z for z in zones if z)
-
-
-def decode_zones(text: str) -> tuple[str, ...]:
-    return tuple(text.split(ZONE_SEP)) if text else ()
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _table(source: str) -> str:
-    """The quoted name of *source*'s table."""
-    return _quoted(TABLE_PREFIX + source)
-
-
-def _insert(table: str) -> str:
-    return (f"INSERT OR REPLACE INTO {table} "
-            f"({', '.join(TABLE_COLUMNS)}) VALUES ({', '.join('?' for _ in TABLE_COLUMNS)})")
-
-
-def _source_tables(conn: sqlite3.Connection) -> list[str]:
-    """The sources that have a table, by name."""
-    return sorted(name[len(TABLE_PREFIX):] for (name,) in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, ?) = ?",
-        (len(TABLE_PREFIX), TABLE_PREFIX)))
-
-
-def _make_view(conn: sqlite3.Connection) -> None:
-    """(Re)create the view ``tickets``: every source table's rows, with their source."""
-    arms = [f"SELECT barcode, {_text(s)} AS source, "
-            f"{', '.join(TABLE_COLUMNS[1:])} FROM {_table(s)}" for s in _source_tables(conn)]
-    if not arms:  # no source yet: a view of the right columns and no rows
-        arms = ["SELECT " + ", ".join(f"NULL AS {c}" for c in COLUMNS) + " WHERE 0"]
-    conn.execute("DROP VIEW IF EXISTS tickets")
-    conn.execute("CREATE VIEW tickets AS " + " UNION ALL ".join(arms))
-
-
-def _ensure_table(conn: sqlite3.Connection, source: str, known: set[str]) -> None:
-    """Give *source* a table (and the view its rows), inside the caller's transaction."""
-    if source not in known:
-        if source not in _source_tables(conn):
-            conn.execute(f"CREATE TABLE {_table(source)} {TABLE}")
-            _make_view(conn)
-        known.add(source)
 
 
 class Cache:
@@ -156,7 +98,7 @@ class Cache:
                     "SELECT 1 FROM sqlite_master WHERE type = 'view' AND name = 'tickets'"
             ).fetchone():
                 with write_transaction(self.conn) as conn:
-                    _make_view(conn)
+                    make_view(conn)
         self.conn.execute("PRAGMA synchronous=NORMAL")
 
     def close(self) -> None:
@@ -181,11 +123,11 @@ class Cache:
         for chunk in _chunks(tickets, batch):
             by_source: dict[str, list[tuple[Any, ...]]] = {}
             for t in chunk:
-                by_source.setdefault(t.source, []).append(_row(t, now))
+                by_source.setdefault(t.source, []).append(ticket_row(t, now))
             with write_transaction(self.conn) as conn:
                 for source, rows in by_source.items():
-                    _ensure_table(conn, source, known)
-                    conn.executemany(_insert(_table(source)), rows)
+                    ensure_table(conn, source, known)
+                    conn.executemany(insert_sql(table_name(source)), rows)
             n += len(chunk)
         return n
 
@@ -195,8 +137,8 @@ class Cache:
         with write_transaction(self.conn) as conn:
             for row in rows:
                 cols = [c for c in TABLE_COLUMNS if c in row]
-                _ensure_table(conn, str(row["source"]), known)
-                conn.execute(f"INSERT OR REPLACE INTO {_table(str(row['source']))} "
+                ensure_table(conn, str(row["source"]), known)
+                conn.execute(f"INSERT OR REPLACE INTO {table_name(str(row['source']))} "
                              f"({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
                              [row[c] for c in cols])
 
@@ -212,14 +154,14 @@ class Cache:
         it steps); an error on either side rolls the whole build back.
         """
         n = 0
-        table, build = _table(source), _quoted(BUILD_PREFIX + source)
+        table, build = table_name(source), quoted(BUILD_PREFIX + source)
         # A bigger page cache for the bulk write keeps the B-tree in memory
         # (bounded: it does not grow with the number of tickets).
         self.conn.execute("PRAGMA cache_size = -8000")
         with write_transaction(self.conn) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {build}")
             conn.execute(f"CREATE TABLE {build} {TABLE}")
-            for sql, rows in _ahead(_page_rows(source, pages, build, time.time())):
+            for sql, rows in _ahead(page_rows(source, pages, build, time.time())):
                 conn.executemany(sql, rows)
                 n += len(rows)
             # The swap: the view is dropped first, as a rename checks every view.
@@ -229,7 +171,7 @@ class Cache:
                 conn.execute(f"ALTER TABLE {build} RENAME TO {table}")
             else:  # no tickets: no table, and no probe of it at every lookup
                 conn.execute(f"DROP TABLE {build}")
-            _make_view(conn)
+            make_view(conn)
         self.checkpoint()
         return n
 
@@ -290,8 +232,8 @@ class Cache:
         if inode is not None and memo is not None and memo[0] == key:
             counts = dict(memo[1])
         else:
-            counts = {s: self.conn.execute(f"SELECT COUNT(*) FROM {_table(s)}").fetchone()[0]
-                      for s in _source_tables(self.conn)}
+            counts = {s: self.conn.execute(f"SELECT COUNT(*) FROM {table_name(s)}").fetchone()[0]
+                      for s in source_tables(self.conn)}
             _COUNTS[self.path] = (key, dict(counts))
         out = []
         for row in rows:
@@ -368,46 +310,6 @@ def _ahead(chunks: Iterator[list[tuple[Any, ...]]],
     finally:
         stop.set()
         thread.join()
-
-
-def _row(t: Ticket, now: float) -> tuple[Any, ...]:
-    """A ticket as its source table's row (:data:`TABLE_COLUMNS` order)."""
-    return (t.barcode, t.event, t.status, encode_zones(t.zones), t.valid_from, t.valid_until,
-            t.entries, t.name, t.ticket_id, now, t.use_window_s)
-
-
-def _page_rows(source: str, pages: Iterable[Iterable[Ticket]], table: str,
-               now: float) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
-    """Each page as (statement, rows) for *table*; a ticket of another source is an error.
-
-    A page of :class:`turnstiled.backends.base.Rows` (plain tuples, told by
-    its ``rows``; not imported here, which would load every backend) is
-    written without a Ticket per row, and what all its rows share is part of
-    the statement rather than bound to every row (half the cost of a row).
-    """
-    insert = _insert(table)
-    sep = ZONE_SEP
-    for page in pages:
-        if hasattr(page, "rows"):
-            if page.source != source:
-                raise ValueError(f"replace_source({source!r}) got a ticket of another source")
-            yield (f"INSERT OR REPLACE INTO {table} (barcode, event, status, zones, name, "
-                   f"ticket_id, entries, updated_at) VALUES (?, ?, ?, ?, ?, ?, "
-                   f"{_text(page.entries)}, {float(now)!r})",
-                   [(b, e, st, sep.join(z), nm, tid) for b, e, st, z, nm, tid in page.rows])
-        else:
-            rows = []
-            for t in page:
-                if t.source != source:
-                    raise ValueError(
-                        f"replace_source({source!r}) got a ticket of another source")
-                rows.append(_row(t, now))
-            yield insert, rows
-
-
-def _text(value: str) -> str:
-    """*value* as an SQL string literal."""
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _chunks(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -115,7 +115,8 @@ def check_journal(path: str | Path, *, as_other_user: bool = False) -> None:
 # -- the cache: move aside and rebuild -------------------------------------
 def ensure_cache(path: str | Path) -> str | None:
     """Make ``cache.db`` usable; returns the one line logged when it had to be rebuilt."""
-    from turnstiled.cache import COLUMNS, SCHEMA_VERSION
+    from turnstiled.cache import SCHEMA_VERSION
+    from turnstiled.cache_tables import COLUMNS
     path = Path(path)
     if not path.exists():
         return None
