@@ -7,14 +7,15 @@ probe per source (:func:`pick` says which source counts when several list
 a barcode); sync and ``turnstilectl import`` write it.
 
 A full replacement of a source builds its new list into a table of its
-own (``"build:vivenu"``: no old rows to delete, no second index to keep),
-then, in the same transaction, drops the old table and renames the new
-one into its place. Readers (WAL) see the old list until that commit and
-the new one after it, never half of each; an interrupted build is rolled
-back with its transaction and leaves the old list in use. That one
-transaction passes through the WAL whole (a million tickets: some 140 MB),
-so a full replacement ends with a checkpoint that truncates the WAL, and
-``journal_size_limit`` caps what any later checkpoint leaves behind.
+own (``"build:vivenu"``: no old rows to delete, no second index to keep;
+the rows are sorted by barcode first), then, in the same transaction,
+drops the old table and renames the new one into its place. Readers (WAL)
+see the old list until that commit and the new one after it, never half
+of each; an interrupted build is rolled back with its transaction and
+leaves the old list in use. That one transaction passes through the WAL
+whole (a million tickets: some 140 MB), so a full replacement ends with a
+checkpoint that truncates the WAL, and ``journal_size_limit`` caps what
+any later checkpoint leaves behind.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 from turnstiled.cache_tables import (
     BUILD_PREFIX,
+    HEAP,
     TABLE,
     TABLE_COLUMNS,
     decode_zones,
@@ -150,20 +152,33 @@ class Cache:
         """Swap the whole list of *source* for the tickets of *pages*, atomically.
 
         The pages are read (fetched, decoded) and made rows by a thread of
-        their own while this one writes them (SQLite lets go of the GIL as
-        it steps); an error on either side rolls the whole build back.
+        their own while this one appends them to a temporary table (SQLite
+        lets go of the GIL as it steps), which is then copied in barcode
+        order into the new list's table; an error on either side rolls the
+        whole build back. The temporary table and the sort live in SQLite's
+        temporary files (``$TMPDIR``, else ``/var/tmp``: the unit's private
+        one), deleted as they are opened, not in memory.
         """
         n = 0
         table, build = table_name(source), quoted(BUILD_PREFIX + source)
-        # A bigger page cache for the bulk write keeps the B-tree in memory
-        # (bounded: it does not grow with the number of tickets).
+        # An 8 MB page cache, also the size of the sort's runs in memory
+        # (fewer temporary files to merge); bounded, whatever the ticket count.
         self.conn.execute("PRAGMA cache_size = -8000")
         with write_transaction(self.conn) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {build}")
             conn.execute(f"CREATE TABLE {build} {TABLE}")
-            for sql, rows in _ahead(page_rows(source, pages, build, time.time())):
+            conn.execute("DROP TABLE IF EXISTS temp.heap")
+            conn.execute(f"CREATE TEMP TABLE heap {HEAP}")
+            for sql, rows in _ahead(page_rows(source, pages, "temp.heap", time.time())):
                 conn.executemany(sql, rows)
                 n += len(rows)
+            # Sorted, the new list's B-tree is built left to right, a page at a
+            # time, however much larger than the page cache it is; inserted in
+            # the cloud's order, every row is a leaf of its own to find. Of
+            # rows with the same barcode the last one read wins.
+            conn.execute(f"INSERT OR REPLACE INTO {build} SELECT * FROM temp.heap "
+                         "ORDER BY barcode, rowid")
+            conn.execute("DROP TABLE temp.heap")
             # The swap: the view is dropped first, as a rename checks every view.
             conn.execute("DROP VIEW IF EXISTS tickets")
             conn.execute(f"DROP TABLE IF EXISTS {table}")

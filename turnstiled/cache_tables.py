@@ -3,8 +3,8 @@
 Each source's tickets are a WITHOUT ROWID table keyed by barcode, named
 after the source (``"tickets:vivenu"``); the view ``tickets`` unites them
 with each row's source, so a lookup is one primary-key probe per source.
-A full list is built as ``"build:<source>"`` before it takes the old
-table's place (:mod:`turnstiled.cache`).
+A full list is built as ``"build:<source>"`` (from a temporary heap of its
+rows, sorted) before it takes the old table's place (:mod:`turnstiled.cache`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ _COLUMN_DEFS = """
     use_window  REAL"""
 # One source's tickets (its name is the table's: see table_name).
 TABLE = f"({_COLUMN_DEFS},\n    PRIMARY KEY (barcode)\n) WITHOUT ROWID"
+# A full list's rows as they arrive, in no order (a temporary table: see replace_pages).
+HEAP = f"({_COLUMN_DEFS})"
 TABLE_PREFIX = "tickets:"
 # A full replacement's new list, until it takes the old one's place.
 BUILD_PREFIX = "build:"
