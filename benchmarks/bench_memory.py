@@ -208,7 +208,10 @@ def wait_full(db: Path, after: float | None, daemon: subprocess.Popen, timeout: 
 def scanning(master: int, stop: threading.Event) -> None:
     rng = random.Random(5)
     while not stop.wait(0.05):
-        os.write(master, f"NOPE{rng.randrange(10**9):09d}\r".encode())
+        try:
+            os.write(master, f"NOPE{rng.randrange(10**9):09d}\r".encode())
+        except OSError:  # the run ended (or failed) and closed the pty
+            return
 
 
 def measure(n: int, every_s: float) -> dict:
