@@ -29,6 +29,7 @@ from turnstiled.backends.base import (
     Backend,
     BackendError,
     OnlineAnswer,
+    TimedOut,
     TransientError,
     UpgradeRequired,
 )
@@ -98,7 +99,9 @@ class OnlineChecker:
             future = self._pool.submit(backend.online_check, barcode)
             try:
                 answer = future.result(timeout=deadline)
-            except cf.TimeoutError:
+            except (cf.TimeoutError, TimedOut):
+                # The request's own timeout is the deadline too: whichever of the
+                # two fires first, the scan was not answered in time (offline).
                 future.cancel()
                 why = f"no answer within {deadline * 1000:.0f} ms"
                 health.failed(why, None)

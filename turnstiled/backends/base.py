@@ -34,6 +34,10 @@ class TransientError(BackendError):
     """Network trouble, 5xx, 429, HTML or half a page: try again later."""
 
 
+class TimedOut(TransientError):
+    """No answer within the time allowed: to a scan waiting on it, the same as its deadline."""
+
+
 class AuthError(BackendError):
     """Credentials refused (401/403): no retry helps until a technician acts."""
 

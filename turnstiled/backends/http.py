@@ -34,6 +34,7 @@ from turnstiled.backends.base import (
     AuthError,
     Misconfigured,
     Rejected,
+    TimedOut,
     TransientError,
     UpgradeRequired,
 )
@@ -155,7 +156,7 @@ class Http:
             finally:
                 report_progress()
         except httpx.TimeoutException as exc:
-            raise TransientError(f"{what}: timed out ({type(exc).__name__})",
+            raise TimedOut(f"{what}: timed out ({type(exc).__name__})",
                                  ambiguous=not isinstance(exc, _NOT_SENT)) from None
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise TransientError(_scrub(f"{what}: {type(exc).__name__}: {exc}", path),
