@@ -116,6 +116,7 @@ class _Pass:
     taken: bool = False  # the cloud took a scan of this event in this pass
     in_request: list[int] = field(default_factory=list)  # ids of the request under way
     tail_tried: bool = False
+    held: bool = False  # a scan went unanswered: the event's later scans wait for it
     done: Settlement = field(default_factory=Settlement)  # written once, at the pass's end
 
 
@@ -224,7 +225,7 @@ class Drainer(Worker):
         name = st.backend.name
         journal = self._journal()
         self._send(st, rows, p)
-        if p.refused and not p.taken and not p.tail_tried:
+        if p.refused and not p.taken and not p.tail_tried and not p.held:
             # Refused alone with nothing else sent: the next scans of the event
             # tell a refused row from a refused request.
             more = journal.claim_event(name, rows[0]["event"], size)
@@ -271,6 +272,14 @@ class Drainer(Worker):
                 continue
             p.in_request = []
             self._settle(st, chunk, result, p)
+            if p.held:
+                # The cloud left a scan unanswered: it goes again at the next pass,
+                # and the later scans of its event wait for it (never sent: not
+                # resent), so the cloud sees an event's scans in journal order.
+                later = [r["id"] for c in chunks for r in c]
+                if later:
+                    p.done.release(later, "waits for an earlier scan of its event")
+                return
 
     def _settle(self, st: DrainState, rows: list[dict[str, Any]], result: UploadResult,
                 p: _Pass) -> None:
@@ -300,6 +309,7 @@ class Drainer(Worker):
         unanswered = [r["id"] for r in rows if r["id"] not in p.settled]
         if unanswered:
             p.done.release(unanswered, "no answer for this scan in the cloud's reply", unsure)
+            p.held = True
 
     def run_once(self) -> int:
         mono = time.monotonic()
