@@ -141,12 +141,17 @@ class TokenApi:
         self.key(req, admin=True)
         return token_view(self._token(req))
 
+    def _own_token(self, req: Request, done: str) -> dict[str, Any]:
+        """The token *req* names, if it may be changed (never the global one); under the lock."""
+        t = self._token(req)
+        if t["global"]:
+            raise HttpError(409, {"error": f"The global token cannot be {done}"})
+        return t
+
     def _change_token(self, req: Request) -> Any:
         self.key(req, admin=True)
         with self.emu.lock:
-            t = self._token(req)
-            if t["global"]:
-                raise HttpError(409, {"error": "The global token cannot be changed"})
+            t = self._own_token(req, "changed")
             sections = self._sections(req, t["event"])
             t["sections"] = list(sections)
             self.state.keys[t["key"]]["sections"] = set(sections)
@@ -155,9 +160,7 @@ class TokenApi:
     def _invalidate_token(self, req: Request) -> Any:
         self.key(req, admin=True)
         with self.emu.lock:
-            t = self._token(req)
-            if t["global"]:
-                raise HttpError(409, {"error": "The global token cannot be invalidated"})
+            t = self._own_token(req, "invalidated")
             del self.state.tokens[t["code"]]
             self.state.keys.pop(t["key"], None)
             return token_view(t)
