@@ -184,3 +184,33 @@ def test_the_bulk_rows_read_each_document_as_the_online_answer_does():
     gate = Device("single", "GA", {"e1": frozenset({"tt-1"})})
     assert [t.status for t in to_rows(decoded, gate)] == [
         "valid", "invalid", "valid", "wrong_zone", "invalid"]
+
+
+def test_typed_pages_give_the_rows_each_document_reads_as_alone():
+    # Well-typed documents are decoded into structs and made rows in one pass
+    # (zones already the cache's text); every odd case must read as to_ticket
+    # reads the same document as a dict.
+    docs = [
+        {"_id": "a1", "barcode": "B1", "eventId": "e1", "status": "VALID", "entry": ["GA"],
+         "ticketTypeId": "tt-1", "name": "Ann", "updatedAt": "2026-01-01T00:00:00.000Z"},
+        {"_id": "a2", "barcode": "B2", "eventId": "e1", "status": "VALID", "entry": ["VIP", ""],
+         "ticketTypeId": "tt-2", "ticketName": "VIP"},
+        {"_id": "a3", "barcode": "B3", "eventId": "e2", "status": "valid", "entry": ["GA", "VIP"],
+         "name": None, "ticketName": None},
+        {"barcode": "B4", "eventId": "e2", "status": "VALID"},  # no entry: zones unknown
+        {"barcode": "B5", "status": "DETAILSREQUIRED", "entry": [], "name": "", "_id": None},
+        {"barcode": "B6", "status": None, "entry": None, "eventId": None},
+        {"barcode": "B7", "status": "SOMETHINGNEW", "entry": [""], "ticketTypeId": None,
+         "eventId": "e1"},
+        {"barcode": "", "status": "VALID"}, {"status": "VALID"}, {"barcode": None},
+    ]
+    body = json.dumps({"docs": docs, "total": len(docs)}).encode()
+    decoded = decode_page(body)["docs"]
+    assert not isinstance(decoded[0], dict)  # the typed, fast path
+    for device in (Device(), Device("reentry", "VIP", {"e1": frozenset({"tt-1"})}),
+                   Device("single", "GA"), Device("single", None, {"e2": frozenset()})):
+        want = [t for t in (to_ticket(d, device) for d in docs) if t is not None]
+        rows = to_rows(decoded, device)
+        assert rows.encoded and len(rows) == 7
+        assert list(rows) == want
+        assert [r[3] for r in rows.rows] == ["GA", "VIP", "GA\x1fVIP", "\x1e", "", "\x1e", ""]

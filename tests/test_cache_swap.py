@@ -181,3 +181,60 @@ def test_a_barcode_listed_twice_keeps_the_last_reading(tmp_path):
     assert cache.lookup("ALSO").event == "ev3"
     assert cache.conn.execute("SELECT COUNT(*) FROM tickets").fetchone()[0] == 6
     cache.close()
+
+
+@pytest.mark.parametrize("sizes", [(1,), (100,), (101, 250), (999, 1, 100)])
+def test_every_row_of_every_page_is_stored_whatever_the_page_sizes(tmp_path, sizes):
+    # Rows go in as statements of many rows each (VALUES (...), (...)); the last
+    # statement of a page is shorter. Encoded rows hold the zones as stored.
+    pages, k = [], 0
+    for i, size in enumerate(sizes):
+        rows = [(f"P{k + j:06d}", f"ev{i}", "valid", "GA\x1fVIP" if j % 2 else "", f"Guest {k + j}",
+                 f"id{k + j}") for j in range(size)]
+        pages.append(Rows("vivenu", "reentry" if i % 2 else "single", rows, encoded=True))
+        k += size
+    cache = Cache(tmp_path / "cache.db")
+    assert cache.replace_pages("vivenu", pages) == k
+    assert cache.conn.execute("SELECT COUNT(*) FROM tickets").fetchone()[0] == k
+    for page in pages:
+        for t in page:
+            assert cache.lookup(t.barcode) == t
+    cache.close()
+
+
+def test_a_lookup_is_one_index_probe_per_source_table(tmp_path):
+    cache = Cache(tmp_path / "cache.db")
+    cache.upsert([Ticket("local", "L1")])
+    cache.replace_source("vivenu", tickets(10))
+    plan = [r[3] for r in cache.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM tickets WHERE barcode = ?", ("BC00000001",))
+            if "tickets:" in r[3]]
+    assert len(plan) == 2 and all(p.startswith("SEARCH") and "(barcode=?)" in p for p in plan)
+    cache.close()
+
+
+def test_a_list_of_the_older_shape_is_read_updated_and_replaced(tmp_path):
+    # Layout 5 as first released keyed each source table by a WITHOUT ROWID primary
+    # key; a full sync now builds a table keyed by a unique index. Both read alike.
+    path = tmp_path / "cache.db"
+    cache = Cache(path)
+    cache.replace_source("vivenu", tickets(3))
+    conn = cache.conn
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("DROP VIEW tickets")
+    conn.execute('ALTER TABLE "tickets:vivenu" RENAME TO old')
+    cols = ", ".join(f"{r[1]} {r[2]}" for r in conn.execute("PRAGMA table_info(old)"))
+    conn.execute(f'CREATE TABLE "tickets:vivenu" ({cols}, PRIMARY KEY (barcode)) WITHOUT ROWID')
+    conn.execute('INSERT INTO "tickets:vivenu" SELECT * FROM old')
+    conn.execute("DROP TABLE old")
+    conn.execute("CREATE VIEW tickets AS SELECT barcode, 'vivenu' AS source, event, status, "
+                 "zones, valid_from, valid_until, entries, name, ticket_id, updated_at, "
+                 'use_window FROM "tickets:vivenu"')
+    conn.execute("COMMIT")
+    assert cache.lookup("BC00000001").name == "Guest 1"
+    cache.upsert([Ticket("vivenu", "BC00000001", "ev1", "cancelled")])
+    assert cache.lookup("BC00000001").status == "cancelled"
+    assert cache.replace_source("vivenu", tickets(5, "used")) == 5
+    assert cache.lookup("BC00000004").status == "used"
+    assert cache.conn.execute("SELECT COUNT(*) FROM tickets").fetchone()[0] == 5
+    cache.close()

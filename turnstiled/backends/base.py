@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from turnstiled.backends.window import Anchor
+from turnstiled.cache_tables import decode_zones
 from turnstiled.errors import TurnstileError
 from turnstiled.rules import Decision, Ticket
 
@@ -82,19 +83,26 @@ class Rows:
     :class:`~turnstiled.rules.Ticket` whose ``entries`` is the page's and
     which has no validity or use window; its zones hold no empty name.
     Building a Ticket per row costs more than decoding the row, so the cache
-    writes these as they are; iterating a page gives Tickets.
+    writes these as they are; iterating a page gives Tickets. *encoded*:
+    each row's zones are already the cache's text of them
+    (:func:`~turnstiled.cache_tables.encode_zones`), not a tuple, so the
+    cache binds the rows as they are.
     """
 
-    __slots__ = ("entries", "rows", "source")
+    __slots__ = ("encoded", "entries", "rows", "source")
 
-    def __init__(self, source: str, entries: str,
-                 rows: list[tuple[str, str, str, tuple[str, ...], str, str]]) -> None:
+    def __init__(self, source: str, entries: str, rows: list[tuple[str, str, str, Any, str, str]],
+                 *, encoded: bool = False) -> None:
         self.source = source
         self.entries = entries
         self.rows = rows
+        self.encoded = encoded
 
     def __iter__(self) -> Iterator[Ticket]:
         src, entries = self.source, self.entries
+        if self.encoded:
+            return (Ticket(src, b, e, s, decode_zones(z), None, None, entries, n, t)
+                    for b, e, s, z, n, t in self.rows)
         return (Ticket(src, b, e, s, z, None, None, entries, n, t)
                 for b, e, s, z, n, t in self.rows)
 

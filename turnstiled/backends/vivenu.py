@@ -52,6 +52,7 @@ from turnstiled.backends.base import (
 )
 from turnstiled.backends.http import Http
 from turnstiled.backends.window import Anchor, keyset_step, window_start
+from turnstiled.cache_tables import ZONE_SEP, encode_zones
 from turnstiled.rules import ZONES_UNKNOWN, Ticket
 from turnstiled.secret import Secret
 from turnstiled.timeutil import iso, parse_iso
@@ -111,20 +112,24 @@ class Device:
 class _Doc(msgspec.Struct, gc=False):
     """The fields of a vivenu ticket document the gate keeps; the rest are skipped unread.
 
-    Not tracked by the cycle collector (``gc=False``: a decoded document holds
+    Typed as vivenu sends them, so that msgspec checks them as it decodes
+    and the bulk rows (:func:`_bulk_rows`) need not; a page with anything
+    else in them (a number for a name, a zone that is not text) is read by
+    ``json.loads`` instead and each document judged by :func:`_fields`. Not
+    tracked by the cycle collector (``gc=False``: a decoded document holds
     no cycle), which halves the cost of decoding a page.
     """
 
-    barcode: Any = None
-    id: Any = msgspec.field(default=None, name="_id")
-    eventId: Any = None
-    status: Any = None
-    entry: Any = None
-    name: Any = None
-    ticketName: Any = None
-    ticketTypeId: Any = None
-    updatedAt: Any = None
-    createdAt: Any = None
+    barcode: str | None = None
+    id: str | None = msgspec.field(default=None, name="_id")
+    eventId: str | None = None
+    status: str | None = None
+    entry: list[str] | None = None
+    name: str | None = None
+    ticketName: str | None = None
+    ticketTypeId: str | None = None
+    updatedAt: str | None = None
+    createdAt: str | None = None
 
 
 class _Page(msgspec.Struct, gc=False):
@@ -144,11 +149,23 @@ def decode_page(content: bytes) -> Any:
     return {"docs": page.docs, "total": page.total}
 
 
+def _status(status: str, event: str, ttype: Any, zones: Sequence[str], device: Device) -> str:
+    """A listed status as this device sees it: its ticket types and its scan zone."""
+    if status == "valid":
+        allowed = device.types.get(event)
+        if allowed is not None and str(ttype) not in allowed:
+            return "invalid"  # a ticket type this device does not admit
+        if device.scan_zone and device.scan_zone not in zones:
+            return "wrong_zone"
+    return status
+
+
 def _fields(doc: dict[str, Any] | _Doc,
             device: Device) -> tuple[str, str, str, tuple[str, ...], str, str] | None:
     """(barcode, event, status, zones, name, ticket_id) of a ticket document; None
-    if it has no barcode. One reading for the bulk list and the online answer."""
-    if type(doc) is _Doc:  # the bulk list: attributes, None where the answer has none
+    if it has no barcode. One reading for the bulk list and the online answer
+    (:func:`_bulk_rows` reads typed documents the same way, faster)."""
+    if type(doc) is _Doc:  # attributes, None where the answer has none
         barcode, entry, status, event, ttype, name, tid = (
             doc.barcode, doc.entry, doc.status, doc.eventId, doc.ticketTypeId,
             doc.name or doc.ticketName, doc.id)
@@ -161,15 +178,48 @@ def _fields(doc: dict[str, Any] | _Doc,
     # No `entry` in the answer (the single-ticket endpoint has none): zones unknown,
     # never "every zone".
     zones = tuple([str(z) for z in entry if z]) if isinstance(entry, list) else ZONES_UNKNOWN
-    status = STATUS.get(str(status or "").upper(), "invalid")
     event = str(event or "")
-    if status == "valid":
-        allowed = device.types.get(event)
-        if allowed is not None and str(ttype) not in allowed:
-            status = "invalid"  # a ticket type this device does not admit
-        elif device.scan_zone and device.scan_zone not in zones:
-            status = "wrong_zone"
+    status = _status(STATUS.get(str(status or "").upper(), "invalid"), event, ttype, zones,
+                     device)
     return barcode, event, status, zones, str(name or ""), str(tid or "")
+
+
+_UNKNOWN_TEXT = encode_zones(ZONES_UNKNOWN)
+
+
+def _bulk_rows(docs: list[_Doc], device: Device) -> list[tuple[str, str, str, str, str, str]]:
+    """:func:`_fields` of typed documents, zones as the cache's text: the bulk list's rows.
+
+    The same reading at a third of the cost (tests hold the two together):
+    msgspec checked the types, so no ``str()`` or ``isinstance`` per field,
+    no call per document, and the zones are joined as they are unless a
+    name in them is empty.
+    """
+    rows = []
+    add = rows.append
+    join = ZONE_SEP.join
+    statuses = STATUS
+    rules = bool(device.types or device.scan_zone)
+    for d in docs:
+        barcode = d.barcode
+        if not barcode:
+            continue
+        entry = d.entry
+        if entry is None:
+            zones = _UNKNOWN_TEXT
+        elif "" in entry:
+            entry = [z for z in entry if z]
+            zones = join(entry)
+        else:
+            zones = join(entry)
+        status = d.status
+        status = statuses.get(status) or statuses.get(str(status or "").upper(), "invalid")
+        event = d.eventId or ""
+        if rules and status == "valid":
+            status = _status(status, event, d.ticketTypeId,
+                             ZONES_UNKNOWN if entry is None else entry, device)
+        add((barcode, event, status, zones, d.name or d.ticketName or "", d.id or ""))
+    return rows
 
 
 def to_ticket(doc: dict[str, Any] | _Doc, device: Device | None = None) -> Ticket | None:
@@ -184,6 +234,8 @@ def to_ticket(doc: dict[str, Any] | _Doc, device: Device | None = None) -> Ticke
 
 def to_rows(docs: list[Any], device: Device) -> Rows:
     """Ticket documents as one page of :class:`Rows` (the documents without a barcode left out)."""
+    if docs and type(docs[0]) is _Doc:  # decode_page types all of a page's documents or none
+        return Rows(NAME, device.entries, _bulk_rows(docs, device), encoded=True)
     return Rows(NAME, device.entries,
                 [f for f in (_fields(d, device) for d in docs) if f is not None])
 
@@ -191,12 +243,11 @@ def to_rows(docs: list[Any], device: Device) -> Rows:
 def _stamp(doc: Any) -> str | None:
     """A document's ``updatedAt`` as sent: vivenu's one ISO format orders as text."""
     if type(doc) is _Doc:
-        value = doc.updatedAt or doc.createdAt
-    elif isinstance(doc, dict):
+        return doc.updatedAt or doc.createdAt
+    if isinstance(doc, dict):
         value = doc.get("updatedAt") or doc.get("createdAt")
-    else:
-        return None
-    return value if isinstance(value, str) else None
+        return value if isinstance(value, str) else None
+    return None
 
 
 class VivenuBackend(Backend):
@@ -263,7 +314,10 @@ class VivenuBackend(Backend):
         if not isinstance(body, dict) or not isinstance(body.get("docs"), list):
             raise TransientError("vivenu tickets/v2: answer has no docs list")
         docs = body["docs"]
-        stamps = [_stamp(d) for d in docs]
+        if docs and type(docs[0]) is _Doc:  # typed: text or None
+            stamps = [d.updatedAt or d.createdAt for d in docs]
+        else:
+            stamps = [_stamp(d) for d in docs]
         anchor.seen(parse_iso(stamps[-1]) if stamps else None)  # ascending: the last is newest
         return to_rows(docs, self.device or Device()), stamps, body.get("total")
 
