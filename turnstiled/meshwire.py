@@ -17,8 +17,6 @@ venue name is the key, which hides barcodes only from casual reading).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import math
 from typing import Any
@@ -42,6 +40,11 @@ def _key(mesh: MeshSettings) -> bytes:
 
 def barcode_key(mesh: MeshSettings, barcode: str) -> str:
     """The keyed hash a barcode travels (and is matched) as."""
+    # Imported here: only a gate with [mesh] hashes (hashlib loads libcrypto,
+    # 3.5 MB of RSS; issue 14), and its mesh client (paho, ssl) has imported
+    # both by the time a scan gets here.
+    import hashlib
+    import hmac
     return hmac.new(_key(mesh), barcode.encode(), hashlib.sha256).hexdigest()[:32]
 
 

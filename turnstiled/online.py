@@ -76,6 +76,8 @@ class OnlineChecker:
 
     def __init__(self, backends: Iterable[Backend]) -> None:
         self.backends = [(b, d) for b in backends if (d := b.online_deadline()) is not None]
+        for b, _ in self.backends:  # now, not at the first unknown barcode's deadline
+            b.connect()
         self.health = {b.name: Health() for b, _ in self.backends}
         self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="online")
         self._last_warning = 0.0

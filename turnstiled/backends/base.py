@@ -231,5 +231,12 @@ class Backend:
         """Backend-specific facts for ``turnstilectl status`` (never secrets)."""
         return {}
 
+    def connect(self) -> None:
+        """Make the HTTP client now (httpx is imported at its first use: see
+        :mod:`turnstiled.backends.http`), so that a scan never waits for it."""
+        http = getattr(self, "http", None)
+        if http is not None:
+            http.open()
+
     def close(self) -> None:
         """Release HTTP connections."""

@@ -15,6 +15,12 @@ other than 503) is marked ``ambiguous``: the cloud may have applied it.
 Error texts never carry a credential or a full barcode: path segments
 that look like codes are shown by their last four characters, and httpx's
 own request log (every URL, at ``info``) is silenced.
+
+httpx (with ssl and the CA store: some 12 MB of RSS) is imported and the
+client made at the first request, or by :meth:`Http.open`: the daemon
+holds a backend of every source to know which scans go up, but it sends
+requests only for online checks, and :class:`~turnstiled.online.OnlineChecker`
+opens those clients when it is made, never at a scan (issue 14).
 """
 
 from __future__ import annotations
@@ -23,12 +29,11 @@ import email.utils
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
-
-import httpx
 
 from turnstiled.backends.base import (
     AuthError,
@@ -40,6 +45,9 @@ from turnstiled.backends.base import (
 )
 from turnstiled.backends.window import CloudClock
 from turnstiled.worker import report_progress
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +62,13 @@ USER_AGENT = "turnstiled/0.1"
 _CODE = re.compile(r"^(?=.*\d)[^/]{6,}$|^[A-Z0-9_-]{6,}$")
 # Statuses whose request the server (or one behind a proxy) may have applied.
 _AMBIGUOUS = (500, 502, 504)
-# httpx errors raised before a byte of the request reached the server.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
-             httpx.UnsupportedProtocol, httpx.LocalProtocolError)
+
+
+def _not_sent() -> tuple[type[Exception], ...]:
+    """httpx errors raised before a byte of the request reached the server."""
+    import httpx
+    return (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
+            httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 
 
 def mask(text: str) -> str:
@@ -116,17 +128,35 @@ class Http:
                  vendor: str = "") -> None:
         self.vendor = vendor
         self.clock = CloudClock()  # the cloud's time, from every answer's Date header
-        self.client = httpx.Client(
-            base_url=base_url.rstrip("/") + "/",
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
-            auth=auth,
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            verify=verify,
-            follow_redirects=False,
-        )
+        self._options = (base_url.rstrip("/") + "/",
+                         {"User-Agent": USER_AGENT, "Accept": "application/json",
+                          **(headers or {})},
+                         auth, timeout, connect_timeout, verify)
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> httpx.Client:
+        """The httpx client, made (and httpx imported) at the first use."""
+        client = self._client
+        return client if client is not None else self.open()
+
+    def open(self) -> httpx.Client:
+        """Make the client now if it is not made yet (see the module's docstring)."""
+        with self._lock:
+            if self._client is None:
+                import httpx
+                base_url, headers, auth, timeout, connect_timeout, verify = self._options
+                self._client = httpx.Client(
+                    base_url=base_url, headers=headers, auth=auth,
+                    timeout=httpx.Timeout(timeout, connect=connect_timeout),
+                    verify=verify, follow_redirects=False)
+            return self._client
 
     def close(self) -> None:
-        self.client.close()
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                 json_body: Any = None, timeout: float | None = None,
@@ -149,18 +179,20 @@ class Http:
         if timeout is not None:
             kwargs["timeout"] = timeout
         what = f"{self.vendor} {method} {masked_path(path)}"
+        client = self.client
+        import httpx  # imported by then (self.client)
         try:
             try:
-                resp = self.client.request(method, path.lstrip("/"), **kwargs)
+                resp = client.request(method, path.lstrip("/"), **kwargs)
                 resp.read()
             finally:
                 report_progress()
         except httpx.TimeoutException as exc:
             raise TimedOut(f"{what}: timed out ({type(exc).__name__})",
-                                 ambiguous=not isinstance(exc, _NOT_SENT)) from None
+                                 ambiguous=not isinstance(exc, _not_sent())) from None
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise TransientError(_scrub(f"{what}: {type(exc).__name__}: {exc}", path),
-                                 ambiguous=not isinstance(exc, _NOT_SENT)) from None
+                                 ambiguous=not isinstance(exc, _not_sent())) from None
         self.clock.observe(resp.headers.get("Date"))
         status = resp.status_code
         if status in ok or status in allow:
