@@ -51,3 +51,21 @@ url = "{os.ttyname(slave)}"
         sock.close()
         os.close(master)
         os.close(slave)
+
+
+def test_notify_reaches_a_path_or_an_abstract_socket_and_says_when_it_cannot(
+        tmp_path: Path, monkeypatch):
+    from turnstiled import sdnotify
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert sdnotify.notify("READY=1") is False  # not run by systemd
+    name = f"turnstiled-test-{os.getpid()}-{time.monotonic_ns()}"
+    for where, address in ((str(tmp_path / "n.sock"), str(tmp_path / "n.sock")),
+                           ("@" + name, "\0" + name)):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.bind(address)
+            sock.settimeout(20)
+            monkeypatch.setenv("NOTIFY_SOCKET", where)
+            assert sdnotify.notify("STATUS=online · 3 tickets") is True
+            assert sock.recv(4096).decode() == "STATUS=online · 3 tickets"
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "gone.sock"))
+    assert sdnotify.notify("WATCHDOG=1") is False  # logged at debug, never raised

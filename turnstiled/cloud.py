@@ -107,6 +107,12 @@ def _child(cfg: Config, conn: Channel) -> None:
 
     logs.setup(cfg.log)
     backends = make_backends(cfg.sources)
+    for b in backends:
+        # httpx and the CA store now, on this thread, before the sync and
+        # drain threads start (made at a first request on a page thread
+        # one cost the process 6 MB more at its peak, one run of
+        # scripts/bench memory: 62.6 against 56.4 MB).
+        b.connect()
     progress = {"sync": time.monotonic(), "drain": time.monotonic()}
     syncer = Syncer(cfg.paths.cache_db, backends,
                     on_progress=lambda: progress.__setitem__("sync", time.monotonic()))

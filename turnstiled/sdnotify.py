@@ -3,32 +3,40 @@
 The watchdog is pinged only when every registered loop has reported
 progress within its allowance: a stuck scan loop or drainer lets systemd
 restart the daemon instead of being hidden by a blind ping.
+
+A notification is one datagram to ``$NOTIFY_SOCKET`` (a path, or an
+abstract socket written ``@name``), what ``sd_notify(3)`` sends; sent here
+with the socket module rather than systemd-python's ``systemd.daemon``,
+whose import (libsystemd, libgcrypt) cost 0.8 MB of the daemon's RSS
+(issue 14).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 
 logger = logging.getLogger(__name__)
 
-try:
-    from systemd import daemon as _sd
-except ImportError:  # pragma: no cover - systemd-python is a declared dependency
-    _sd = None
-
 
 def notify(state: str) -> bool:
     """Send *state* to systemd; False when not run by systemd."""
-    if _sd is None or not os.environ.get("NOTIFY_SOCKET"):
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
         return False
+    if path.startswith("@"):  # an abstract socket
+        path = "\0" + path[1:]
     try:
-        return bool(_sd.notify(state))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(path)
+            sock.sendall(state.encode())
     except OSError:
         logger.debug("sd_notify failed", exc_info=True)
         return False
+    return True
 
 
 def watchdog_interval() -> float | None:
