@@ -13,6 +13,11 @@ figures are the client's alone. Prints:
 - peak RSS of a process doing only the sync, at N/5, N and 3N tickets:
   streaming page by page, it must not grow with the ticket count;
 - the size of ``cache.db`` and of its WAL after the sync;
+- a CPU line, measured in the same run: what the download, the decoding
+  and the build of the same rows from memory cost alone, and the least a
+  sync can take on this machine (the download and the decoding are Python
+  and hold the GIL one after the other; the barcode index and the durable
+  commit can only start after the last page);
 - last, one summary line with the ratio and tickets/s.
 """
 
@@ -20,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -37,11 +44,13 @@ def start_sim(tickets: int) -> tuple[subprocess.Popen, dict]:
     return proc, json.loads(line)
 
 
-def bare(desc: dict, parse: bool = False) -> tuple[float, int]:
+def bare(desc: dict, parse: bool = False) -> tuple[float, int, float, float]:
+    """Seconds, tickets, and the user and system CPU seconds of this process meanwhile."""
     import httpx
     c = httpx.Client(base_url=desc["base_url"] + "/",
                      headers={"token": desc["credentials"]["token"]})
     n = 0
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     for ev in desc["credentials"]["event_ids"].split(","):
         skip = 0
@@ -53,8 +62,69 @@ def bare(desc: dict, parse: bool = False) -> tuple[float, int]:
             if got < 1000:
                 break
     dt = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
     c.close()
-    return dt, n
+    return dt, n, r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
+
+
+def cpu_parts(desc: dict, proc: subprocess.Popen, workdir: str) -> dict:
+    """What the sync's parts cost alone, in this process: CPU and wall seconds.
+
+    The pages are fetched once into memory, then decoded and mapped as the
+    sync does, then written into an empty ``cache.db`` from memory.
+    """
+    import httpx
+
+    from turnstiled.backends.vivenu import VivenuBackend, VivenuSettings, decode_page, to_rows
+    from turnstiled.cache import Cache
+    from turnstiled.secret import Secret
+
+    def emulator_cpu() -> float:
+        with open(f"/proc/{proc.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    out: dict = {"download_user": 1e9}
+    for _ in range(3):  # the download alone: the client's user CPU (Python, the GIL held)
+        e0 = emulator_cpu()
+        _, _, user, system = bare(desc)
+        if user < out["download_user"]:
+            out["download_user"], out["download_sys"] = user, system
+            out["emulator"] = emulator_cpu() - e0
+    b = VivenuBackend(VivenuSettings(token=Secret(desc["credentials"]["token"]),
+                                     base_url=desc["base_url"]))
+    device = b.refresh()
+    c = httpx.Client(base_url=desc["base_url"] + "/",
+                     headers={"token": desc["credentials"]["token"]})
+    bodies = []
+    for ev in b.events():
+        skip = 0
+        while True:
+            body = c.get(f"tickets/v2/{ev}", params={"top": 1000, "skip": skip}).content
+            bodies.append(body)
+            got = body.count(b'"barcode"')
+            skip += got
+            if got < 1000:
+                break
+    c.close()
+    b.close()
+    t0 = time.process_time()
+    pages = [to_rows(decode_page(body)["docs"], device) for body in bodies]
+    out["decode"] = time.process_time() - t0
+    del bodies
+    last: list[float] = []
+
+    def handed() -> object:
+        yield from pages
+        last.append(time.perf_counter())  # the last page handed to the writer
+
+    cache = Cache(Path(workdir) / "cache.db")
+    t0, c0 = time.perf_counter(), time.process_time()
+    cache.replace_pages("vivenu", handed())
+    out["build_wall"], out["build_cpu"] = time.perf_counter() - t0, time.process_time() - c0
+    out["tail"] = time.perf_counter() - last[0]
+    cache.close()
+    return out
 
 
 def sync_child(desc: dict, workdir: str, resync: bool) -> None:
@@ -111,6 +181,9 @@ def main() -> None:
             parsed = min(bare(desc, parse=True)[0] for _ in range(3))
             syncs = [run_sync(desc, resync=n == args.tickets)
                      for _ in range(3 if n == args.tickets else 1)]
+            if n == args.tickets:
+                with tempfile.TemporaryDirectory() as tmp:
+                    parts = cpu_parts(desc, proc, tmp)
         finally:
             proc.terminate()
             proc.wait(10)
@@ -128,6 +201,21 @@ def main() -> None:
                   "list's pages are free for the next build)")
             print(f"  ratio sync/download: {best / down:.2f} (target <= 1.3)")
             print(f"  throughput: {n / best:,.0f} tickets/s (target >= 20,000)")
+            gil = parts["download_user"] + parts["decode"]
+            work = (parts["download_user"] + parts["download_sys"] + parts["emulator"]
+                    + parts["decode"] + parts["build_cpu"])
+            cores = os.cpu_count() or 1
+            least = max(max(down, gil) + parts["tail"], work / cores)
+            print(f"  CPU, same run: download alone {parts['download_user']:.3f} s user + "
+                  f"{parts['download_sys']:.3f} s system (the emulator {parts['emulator']:.3f} s"
+                  f" more); decoding and mapping alone {parts['decode']:.3f} s; the build of the "
+                  f"same rows from memory {parts['build_cpu']:.3f} s CPU, {parts['build_wall']:.3f}"
+                  f" s wall, of which {parts['tail']:.3f} s after its last page (barcode index, "
+                  f"durable commit, WAL truncation)")
+            print(f"  least a sync can take here: max(bare download, download + decoding in "
+                  f"Python, which hold the GIL in turn: {gil:.3f} s) + the work after the last "
+                  f"page, or all that CPU ({work:.3f} s) on {cores} cores, whichever is more: "
+                  f"{least:.3f} s, ratio x{least / down:.2f}")
             summary = (f"SUMMARY sync: {n:,} tickets, sync {best:.3f} s vs bare download "
                        f"{down:.3f} s, ratio x{best / down:.2f} (target <= 1.3), "
                        f"{n / best:,.0f} tickets/s")
