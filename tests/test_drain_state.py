@@ -122,8 +122,7 @@ def test_every_row_settles_none_lost_none_resent_after_confirm(tmp_path_factory,
         except SystemExit:
             pass  # the process died; start a new drainer on the same journal
         finally:
-            if drainer.journal is not None:
-                drainer.journal.close()
+            drainer.close()
         if not journal.backlog() or _restart > 50:
             break
     rows = list(journal.iter_all())

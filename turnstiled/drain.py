@@ -1,11 +1,19 @@
 """The journal drain: every uploadable scan reaches its cloud, in order, once.
 
-Rows move pending -> inflight -> confirmed | rejected, each step one
-short committed transaction on the drain's own journal connection (the
-scan path never waits on it). A pass claims a backend's oldest pending
-scans whatever their event and sends each event its own request(s), in
-journal order. Any error in a pass, expected or not, puts the rows it
-had not settled back to pending (those of the events after it too).
+Rows move pending -> inflight -> confirmed | rejected in short committed
+transactions on the drain's own journal connection (the scan path never
+waits on it). A pass claims a backend's oldest pending scans whatever
+their event and sends each event its own request(s), in journal order.
+Any error in a pass, expected or not, puts the rows it had not settled
+back to pending (those of the events after it too).
+
+Pipeline: while a full batch is under way, a thread reads the next one
+(reads only: nothing changes if it is never sent) and builds its bodies.
+Once the batch's answers are in, ONE commit settles it and claims the
+next (the oldest pending rows then, as a claim alone would take them),
+which is sent at once. A row is in flight only from just before its
+send, as without the pipeline; a pass that released rows (a failure, an
+unanswered scan, a refusal narrowed down) ends the chain.
 
 Refusals: a row is rejected only when the cloud names it (a per-scan
 answer) or when it is isolated: refused alone while the cloud took other
@@ -35,10 +43,11 @@ by ``turnstilectl status``.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,13 +63,14 @@ from turnstiled.backends.base import (
     UploadScan,
 )
 from turnstiled.journal import Journal
-from turnstiled.journal_uploads import Settlement
+from turnstiled.journal_uploads import AT, EVENT, ID, NONCE, RESENT, Settlement
 from turnstiled.retry import BACKOFF_BASE_S, BACKOFF_MAX_S, Retry
 from turnstiled.worker import Worker
 
 logger = logging.getLogger(__name__)
 
 IDLE_POLL_S = 1.0
+CHAIN = 20  # batches one drain_once sends back to back while there are full ones
 PROBES = 3  # lone refusals, with nothing taken, before the rest of a batch is tried at once
 # Why an upload failed, for the metrics (``turnstiled_upload_failures_total``).
 FAILURE_KINDS = ("network", "server_error", "rate_limited", "bad_answer", "rejected",
@@ -101,10 +111,25 @@ class DrainState(Retry):
         self.failures_by_kind[kind] = self.failures_by_kind.get(kind, 0) + 1
 
 
-def to_upload(row: dict[str, Any]) -> UploadScan:
-    return UploadScan(row["nonce"], row["barcode"], row["at"], bool(row["granted"]),
-                      row["direction"], row["event"], row["ticket_id"], row["gate_id"],
-                      bool(row["resent"]))
+def to_upload(row: Any) -> UploadScan:
+    """A claimed row (:data:`~turnstiled.journal_uploads.CLAIMED` columns) as a backend
+    uploads it."""
+    return UploadScan(row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7], row[8],
+                      bool(row[9]))
+
+
+def _prepare(backend: Backend, rows: list[Any]) -> tuple[list[UploadScan], Any]:
+    """One event's *rows* as UploadScans, and their bodies as the backend builds them."""
+    scans = [to_upload(r) for r in rows]
+    return scans, backend.prepare_upload(scans)
+
+
+def _by_event(rows: list[Any]) -> list[list[Any]]:
+    """*rows* grouped by event, in the order each event's first row comes."""
+    by_event: dict[str | None, list[Any]] = {}
+    for r in rows:
+        by_event.setdefault(r[EVENT], []).append(r)
+    return list(by_event.values())
 
 
 @dataclass
@@ -139,6 +164,8 @@ class Drainer(Worker):
         self.retry = retry
         self.retention_s = retention_s
         self.journal: Journal | None = None
+        self._reader: Journal | None = None  # read-ahead's own connection (read only)
+        self._pool: cf.ThreadPoolExecutor | None = None
         self._last_prune = -math.inf  # time.monotonic() of the last prune
 
     def _journal(self) -> Journal:
@@ -154,7 +181,13 @@ class Drainer(Worker):
 
     # -- one pass --------------------------------------------------------
     def drain_once(self, name: str) -> int:
-        """Send one batch of *name*'s pending scans; returns how many were settled."""
+        """Send *name*'s pending scans, a batch at a time; returns how many were settled.
+
+        While a full batch is under way, the next one is read (never
+        written) and its bodies built on another thread; once the batch's
+        answers are in, one commit settles it and claims the next, which
+        goes out at once. Up to :data:`CHAIN` batches follow each other so.
+        """
         journal = self._journal()
         st = self.states[name]
         size = max(1, min(self.batch, getattr(st.backend.settings, "upload_batch", self.batch)))
@@ -165,31 +198,104 @@ class Drainer(Worker):
             if waiting == 0:
                 st.next_due = time.monotonic() + min(IDLE_POLL_S, self.batch_delay_s)
                 return 0
-            # The oldest scan's age is wall-clock (it is a journal time): a
-            # clock step back makes it negative, which waits one delay at most.
-            age = time.time() - oldest if oldest is not None else 0.0
-            if waiting < size and age < self.batch_delay_s:
+            if waiting < size and not self._due(oldest):
+                # The oldest scan's age is wall-clock (a journal time): a clock
+                # step back makes it negative, which waits one delay at most.
+                age = time.time() - oldest if oldest is not None else 0.0
                 st.next_due = time.monotonic() + min(self.batch_delay_s,
                                                      self.batch_delay_s - age)
                 return 0
         now = time.monotonic()
         st.refused = {ev: v for ev, v in st.refused.items() if v[0] > now}
-        rows = journal.claim(name, size, skip=st.refused)
+        rows: list[Any] = journal.claim(name, size, skip=st.refused)
         if not rows:
             st.next_due = time.monotonic() + IDLE_POLL_S
             return 0
+        total = 0
+        prepared: dict[int, tuple[list[UploadScan], Any]] = {}
+        for n in range(1, CHAIN + 1):
+            # A full batch: the backlog may hold more. Read the next one meanwhile.
+            more = (self._read_ahead(st.backend, size, st.refused)
+                    if len(rows) >= size and n < CHAIN else None)
+            settled, done = self._batch(st, rows, size, prepared)
+            total += settled
+            if done is None:  # failed: written already, the next batch waits
+                return total
+            ahead = self._ahead(more, done, size)
+            # Should a commit fail, the rows stay in flight: the next start sends
+            # them again, marked resent (the cloud may hold them).
+            if not ahead:
+                journal.apply(done)
+                self._succeeded(st, settled)
+                return total
+            ids = journal.apply(done, claim=(name, size, st.refused))
+            self._succeeded(st, settled)
+            if not ids:
+                return total
+            if ids == [r[ID] for r in ahead[0]]:  # as read ahead: the usual case
+                rows, prepared = ahead
+            else:  # the journal moved meanwhile (a grant settled, an annulment)
+                rows, prepared = journal.claimed(ids), {}
+        return total
+
+    def _due(self, oldest: float | None) -> bool:
+        """Whether a batch that is not full goes now: its oldest scan waited long enough."""
+        return oldest is not None and time.time() - oldest >= self.batch_delay_s
+
+    def _succeeded(self, st: DrainState, settled: int) -> None:
+        st.succeeded(f"upload to {st.backend.name}", 0.0)
+        if st.refused:  # another event is still refused: the alarm stays
+            st.alarm, st.last_error = "request_refused", next(iter(st.refused.values()))[1]
+        st.sent += settled
+
+    def _read_ahead(self, backend: Backend, size: int,
+                    skip: Collection[str | None]) -> cf.Future[Any]:
+        """The next batch's rows and bodies, read and built on the read-ahead thread."""
+        if self._reader is None:
+            self._reader = Journal(self.journal_path, readonly=True)
+            self._pool = cf.ThreadPoolExecutor(1, thread_name_prefix="drain-ahead")
+        reader, skip = self._reader, set(skip)
+
+        def read() -> tuple[list[Any], dict[int, tuple[list[UploadScan], Any]]]:
+            rows = reader.peek(backend.name, size, skip)
+            return rows, {group[0][ID]: _prepare(backend, group) for group in _by_event(rows)}
+
+        assert self._pool is not None
+        return self._pool.submit(read)
+
+    def _ahead(self, more: cf.Future[Any] | None, done: Settlement,
+               size: int) -> tuple[list[Any], dict[int, Any]] | None:
+        """The batch read ahead, if it goes next: the pass ended clean and it is due."""
+        if more is None:
+            return None
+        try:
+            rows, prepared = more.result()
+        except Exception:  # a read that failed costs the chain, nothing else
+            logger.exception("drain: reading the next batch ahead failed")
+            return None
+        if (done.back or done.tail or self._stop.is_set() or not rows
+                or (len(rows) < size and self.batch_delay_s > 0
+                    and not self._due(min(r[AT] for r in rows)))):
+            return None
+        return rows, prepared
+
+    def _batch(self, st: DrainState, rows: list[Any], size: int,
+               prepared: dict[int, tuple[list[UploadScan], Any]]
+               ) -> tuple[int, Settlement | None]:
+        """Send one claimed batch: its settled count, and what to write (None: written
+        already, after a failure)."""
+        name = st.backend.name
+        journal = self._journal()
         # One request (or more, narrowing a refusal down) per event, in the order
         # each event's first row was journaled.
-        by_event: dict[str | None, list[Any]] = {}
-        for r in rows:
-            by_event.setdefault(r["event"], []).append(r)
-        groups = list(by_event.values())
+        groups = _by_event(rows)
         settled = 0
         done = Settlement()  # every event's answers: one commit for the whole batch
         for k, group in enumerate(groups):
             p = _Pass(done=done)
+            ahead = prepared.get(group[0][ID])
             try:
-                self._event_pass(st, group, p, size)
+                self._event_pass(st, group, p, size, ahead)
             except Exception as exc:
                 # Whatever went wrong, the rows not settled go back to pending (the
                 # later events' too: they wait for the next pass); those of a
@@ -199,38 +305,35 @@ class Drainer(Worker):
                     logger.exception("drain %s: pass failed; its scans go back to pending",
                                      name)
                     exc = BackendError(f"internal error: {type(exc).__name__}: {exc}")
-                back = [r["id"] for r in group if r["id"] not in p.settled]
-                back += [r["id"] for later in groups[k + 1:] for r in later]
+                back = [r[ID] for r in group if r[ID] not in p.settled]
+                back += [r[ID] for later in groups[k + 1:] for r in later]
                 done.release(back, str(exc), resent=set(p.in_request) if ambiguous else ())
                 journal.apply(done)
                 st.count_failure(exc)
                 st.failed(exc, f"upload to {name}", base=self.retry[0], ceiling=self.retry[1])
                 if isinstance(exc, RequestRefused):  # this event waits; the others need not
-                    st.refused[group[0]["event"]] = (st.next_due, str(exc))
+                    st.refused[group[0][EVENT]] = (st.next_due, str(exc))
                     st.next_due = time.monotonic()
-                st.sent += settled
-                return settled + len(p.settled)
+                st.sent += settled + len(p.settled)
+                return settled + len(p.settled), None
             settled += len(p.settled)
-        # Should this commit fail, the rows stay in flight: the next start sends
-        # them again, marked resent (the cloud may hold them).
-        journal.apply(done)
-        st.succeeded(f"upload to {name}", 0.0)
-        if st.refused:  # another event is still refused: the alarm stays
-            st.alarm, st.last_error = "request_refused", next(iter(st.refused.values()))[1]
-        st.sent += settled
-        return settled
+        return settled, done
 
-    def _event_pass(self, st: DrainState, rows: list[Any], p: _Pass, size: int) -> None:
-        """Upload one event's claimed *rows*; a refusal is told from a refused request."""
+    def _event_pass(self, st: DrainState, rows: list[Any], p: _Pass, size: int,
+                    prepared: tuple[list[UploadScan], Any] | None = None) -> None:
+        """Upload one event's claimed *rows*; a refusal is told from a refused request.
+
+        *prepared*: the rows as UploadScans and their bodies, built ahead.
+        """
         name = st.backend.name
         journal = self._journal()
-        self._send(st, rows, p)
+        self._send(st, rows, p, prepared)
         if p.refused and not p.taken and not p.tail_tried and not p.held:
             # Refused alone with nothing else sent: the next scans of the event
             # tell a refused row from a refused request.
-            more = journal.claim_event(name, rows[0]["event"], size)
+            more = journal.claim_event(name, rows[0][EVENT], size)
             rows.extend(more)  # the caller's list: released with the others on failure
-            p.tail_tried = True
+            p.tail_tried = p.done.tail = True
             self._send(st, more, p)
         if p.refused and not p.taken:
             raise RequestRefused(f"upload to {name}: the cloud refused every scan sent, "
@@ -243,14 +346,21 @@ class Drainer(Worker):
             p.settled.update(p.refused)
             st.failures_by_kind["rejected"] += len(p.refused)
 
-    def _send(self, st: DrainState, rows: list[dict[str, Any]], p: _Pass) -> None:
+    def _send(self, st: DrainState, rows: list[Any], p: _Pass,
+              prepared: tuple[list[UploadScan], Any] | None = None) -> None:
         """Upload *rows* in order, narrowing down a refusal that names no row."""
         chunks = [rows]
         while chunks:
             chunk = chunks.pop(0)
-            p.in_request = [r["id"] for r in chunk]
+            p.in_request = [r[ID] for r in chunk]
+            ahead, prepared = prepared, None  # built for the whole of *rows*: the first chunk
             try:
-                result = st.backend.upload([to_upload(r) for r in chunk])
+                if ahead is None:
+                    result = st.backend.upload([to_upload(r) for r in chunk])
+                elif ahead[1] is None:  # the backend builds its bodies itself
+                    result = st.backend.upload(ahead[0])
+                else:
+                    result = st.backend.upload(*ahead)
             except RequestRefused:
                 raise
             except Rejected as exc:
@@ -263,7 +373,7 @@ class Drainer(Worker):
                     half = len(chunk) // 2
                     chunks[:0] = [chunk[:half], chunk[half:]]
                     continue
-                p.refused[chunk[0]["id"]] = str(exc)
+                p.refused[chunk[0][ID]] = str(exc)
                 if len(p.refused) >= PROBES and not p.taken and chunks and not p.tail_tried:
                     # Refused one by one and nothing taken: most likely the request
                     # itself. One request with the rest of the batch settles it.
@@ -276,7 +386,7 @@ class Drainer(Worker):
                 # The cloud left a scan unanswered: it goes again at the next pass,
                 # and the later scans of its event wait for it (never sent: not
                 # resent), so the cloud sees an event's scans in journal order.
-                later = [r["id"] for c in chunks for r in c]
+                later = [r[ID] for c in chunks for r in c]
                 if later:
                     p.done.release(later, "waits for an earlier scan of its event")
                 return
@@ -284,20 +394,20 @@ class Drainer(Worker):
     def _settle(self, st: DrainState, rows: list[dict[str, Any]], result: UploadResult,
                 p: _Pass) -> None:
         """Note the cloud's per-scan answer to *rows* (written with the pass's others)."""
-        by_nonce = {r["nonce"]: r for r in rows}
-        confirmed = [by_nonce[n]["id"] for n in result.confirmed if n in by_nonce]
-        rejected = {by_nonce[n]["id"]: why for n, why in result.rejected.items()
+        by_nonce = {r[NONCE]: r for r in rows}
+        confirmed = [by_nonce[n][ID] for n in result.confirmed if n in by_nonce]
+        rejected = {by_nonce[n][ID]: why for n, why in result.rejected.items()
                     if n in by_nonce}
         notes: dict[int, str] = {}
         for n in result.ours:
             row = by_nonce.get(n)
             if row is None:
                 continue
-            if row["resent"]:
-                confirmed.append(row["id"])
-                notes[row["id"]] = "already upstream: our earlier send of it"
+            if row[RESENT]:
+                confirmed.append(row[ID])
+                notes[row[ID]] = "already upstream: our earlier send of it"
             else:  # never sent before: someone else's use of the ticket
-                rejected[row["id"]] = "already recorded upstream, not by this gate's upload"
+                rejected[row[ID]] = "already recorded upstream, not by this gate's upload"
         p.done.confirmed.extend(confirmed)
         p.done.rejected.update(rejected)
         p.done.notes.update(notes)
@@ -305,8 +415,8 @@ class Drainer(Worker):
         p.taken = p.taken or bool(confirmed)
         p.settled.update(confirmed)
         p.settled.update(rejected)
-        unsure = {by_nonce[n]["id"] for n in result.unsure if n in by_nonce}
-        unanswered = [r["id"] for r in rows if r["id"] not in p.settled]
+        unsure = {by_nonce[n][ID] for n in result.unsure if n in by_nonce}
+        unanswered = [r[ID] for r in rows if r[ID] not in p.settled]
         if unanswered:
             p.done.release(unanswered, "no answer for this scan in the cloud's reply", unsure)
             p.held = True
@@ -326,6 +436,12 @@ class Drainer(Worker):
                    default=time.monotonic() + IDLE_POLL_S)
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)  # a read under way ends first
+            self._pool = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self.journal is not None:
             self.journal.close()
             self.journal = None

@@ -24,8 +24,10 @@ from turnstiled.db import Database, write_transaction
 
 # Rows the drain may send: not a grant whose outcome at the gate is still open.
 UPLOADABLE = "(outcome IS NULL OR outcome <> 'pending')"
-# What the drain reads of a claimed row (``claim`` returns them as sqlite3.Row).
+# What the drain reads of a claimed row (``claim`` returns them as sqlite3.Row),
+# and where each is in such a row.
 CLAIMED = "id, nonce, barcode, at, granted, direction, event, ticket_id, gate_id, resent"
+ID, NONCE, BARCODE, AT, GRANTED, DIRECTION, EVENT, TICKET_ID, GATE_ID, RESENT = range(10)
 # A set of row ids bound as one JSON array: one statement for a whole batch.
 _IDS = "(SELECT value FROM json_each(?))"
 _first = itemgetter(0)
@@ -42,6 +44,7 @@ class Settlement:
     rejected: dict[int, str] = field(default_factory=dict)
     notes: dict[int, str] = field(default_factory=dict)  # remarks on confirmed rows
     back: list[tuple[list[int], str, int]] = field(default_factory=list)
+    tail: bool = False  # rows were claimed beyond the batch (a refusal narrowed down)
 
     def release(self, ids: Iterable[int], note: str, resent: Container[int] = ()) -> None:
         """Rows back to pending; those in *resent* may have reached the cloud."""
@@ -53,6 +56,20 @@ class Settlement:
 
     def __bool__(self) -> bool:
         return bool(self.confirmed or self.rejected or self.back)
+
+
+def _where(source: str, skip: Collection[str | None]) -> tuple[str, list[Any]]:
+    """The claim's row filter: *source*'s rows of any event not in *skip*."""
+    where, args = "source = ?", [source]
+    if skip:  # rare (an event refused): look past it
+        named = [ev for ev in skip if ev is not None]
+        if None in skip:
+            where += " AND event IS NOT NULL"
+        if named:
+            where += (" AND (event IS NULL OR event NOT IN "
+                      "(SELECT value FROM json_each(?)))")
+            args.append(json.dumps(named))
+    return where, args
 
 
 class UploadStateMixin:
@@ -93,19 +110,26 @@ class UploadStateMixin:
         The rows come in journal order, as :data:`CLAIMED` columns; one
         batch may hold several events (the drain sends each its request).
         Oldest first whatever the event keeps a batch's rows on few pages,
-        so its two commits write little.
+        so its commits write little.
         """
-        where, args = "source = ?", [source]
-        if skip:  # rare (an event refused): look past it
-            named = [ev for ev in skip if ev is not None]
-            if None in skip:
-                where += " AND event IS NOT NULL"
-            if named:
-                where += (" AND (event IS NULL OR event NOT IN "
-                          "(SELECT value FROM json_each(?)))")
-                args.append(json.dumps(named))
         with write_transaction(self.conn) as conn:
-            return self._claim(conn, where, args, limit)
+            return self._claim(conn, *_where(source, skip), limit)
+
+    def peek(self, source: str, limit: int,
+             skip: Collection[str | None] = ()) -> list[tuple[Any, ...]]:
+        """The rows :meth:`claim` would take now, read only (the drain reads ahead);
+        tuples of the :data:`CLAIMED` columns."""
+        where, args = _where(source, skip)
+        return self.conn.execute(
+            f"SELECT {CLAIMED} FROM scans WHERE upload = 'pending' AND {where} AND "
+            f"{UPLOADABLE} ORDER BY id LIMIT ?", (*args, limit)).fetchall()
+
+    def claimed(self, ids: list[int]) -> list[sqlite3.Row]:
+        """Rows *ids* as :meth:`claim` returns them, in journal order."""
+        cur = self.conn.cursor()
+        cur.row_factory = sqlite3.Row
+        return cur.execute(f"SELECT {CLAIMED} FROM scans WHERE id IN {_IDS} ORDER BY id",
+                           (json.dumps(ids),)).fetchall()
 
     def claim_event(self, source: str, event: str | None, limit: int) -> list[sqlite3.Row]:
         """Move the oldest pending rows of *source* and *event* to in flight."""
@@ -143,10 +167,15 @@ class UploadStateMixin:
         s.release(ids, note, resent)
         self.apply(s)
 
-    def apply(self, s: Settlement, at: float | None = None) -> None:
+    def apply(self, s: Settlement, at: float | None = None, *,
+              claim: tuple[str, int, Collection[str | None]] | None = None) -> list[int]:
         """Write what a drain pass learnt (:class:`Settlement`) in one commit.
 
         Only in-flight rows change; the releases go last, in their order.
+        With *claim* (source, limit, skip), the same commit then moves the
+        next batch to in flight, as :meth:`claim` would, and its ids are
+        returned in journal order (the drain sends that batch next: one
+        commit per batch instead of two).
         """
         at = time.time() if at is None else at
         notes = s.notes
@@ -171,6 +200,16 @@ class UploadStateMixin:
                     "UPDATE scans SET upload = 'pending', upload_note = ?, resent = resent | ? "
                     f"WHERE upload = 'inflight' AND id IN {_IDS}",
                     (note[:500], flag, json.dumps(ids)))
+            if claim is None:
+                return []
+            source, limit, skip = claim
+            where, args = _where(source, skip)
+            ids = [r[0] for r in conn.execute(
+                "UPDATE scans SET upload = 'inflight', attempts = attempts + 1 WHERE id IN "
+                f"(SELECT id FROM scans WHERE upload = 'pending' AND {where} AND {UPLOADABLE} "
+                "ORDER BY id LIMIT ?) RETURNING id", (*args, limit))]
+        ids.sort()  # RETURNING promises no order
+        return ids
 
     def backlog(self) -> dict[str, dict[str, Any]]:
         """Per source: rows waiting for upload and the time of the oldest."""

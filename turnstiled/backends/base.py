@@ -223,9 +223,17 @@ class Backend:
         """What to do when the online check cannot be made (None: unknown, deny)."""
         return None
 
-    def upload(self, scans: Sequence[UploadScan]) -> UploadResult:
-        """Send journaled scans; raise for the whole batch, or answer per scan."""
+    def upload(self, scans: Sequence[UploadScan], prepared: Any = None) -> UploadResult:
+        """Send journaled scans; raise for the whole batch, or answer per scan.
+
+        *prepared*: what :meth:`prepare_upload` built for exactly these *scans*.
+        """
         raise BackendError(f"{self.name} has no scan upload")
+
+    def prepare_upload(self, scans: Sequence[UploadScan]) -> Any:
+        """The request bodies for *scans*, built ahead (the drain calls it on another
+        thread while the batch before is under way); None: :meth:`upload` builds them."""
+        return None
 
     def status(self) -> dict[str, Any]:
         """Backend-specific facts for ``turnstilectl status`` (never secrets)."""

@@ -50,7 +50,7 @@ from turnstiled.backends.base import (
     UploadResult,
     UploadScan,
 )
-from turnstiled.backends.http import Http
+from turnstiled.backends.http import Http, json_bytes
 from turnstiled.backends.window import Anchor, keyset_step, window_start
 from turnstiled.cache_tables import ZONE_SEP, encode_zones
 from turnstiled.rules import ZONES_UNKNOWN, Ticket
@@ -240,6 +240,13 @@ def to_rows(docs: list[Any], device: Device) -> Rows:
                 [f for f in (_fields(d, device) for d in docs) if f is not None])
 
 
+def _body(s: UploadScan) -> dict[str, str]:
+    """One scan as a ``scans/{eventId}`` body holds it."""
+    return {**({"ticketId": s.ticket_id} if s.ticket_id else {}), "barcode": s.barcode,
+            "scanned_at": iso(s.at) or "", "type": "OK" if s.granted else "FAIL",
+            "direction": "OUT" if s.direction == "out" else "IN"}
+
+
 def _stamp(doc: Any) -> str | None:
     """A document's ``updatedAt`` as sent: vivenu's one ISO format orders as text."""
     if type(doc) is _Doc:
@@ -383,23 +390,30 @@ class VivenuBackend(Backend):
         return OnlineAnswer(to_ticket(body, self.device))
 
     # -- drain -----------------------------------------------------------
-    def upload(self, scans: Sequence[UploadScan]) -> UploadResult:
+    def prepare_upload(self, scans: Sequence[UploadScan]) -> dict[str, bytes]:
+        """Per event id: the body of its ``scans/{eventId}`` POST, encoded."""
+        by_event: dict[str, list[UploadScan]] = {}
+        for s in scans:
+            if s.event:
+                by_event.setdefault(s.event, []).append(s)
+        return {event: json_bytes([_body(s) for s in group]) for event, group in by_event.items()}
+
+    def upload(self, scans: Sequence[UploadScan],
+               prepared: dict[str, bytes] | None = None) -> UploadResult:
         """POST ``scans/{eventId}``, one request per event; all-or-nothing per event."""
         result = UploadResult()
         by_event: dict[str, list[UploadScan]] = {}
         for s in scans:
             by_event.setdefault(s.event or "", []).append(s)
+        bodies = self.prepare_upload(scans) if prepared is None else prepared
         for event, group in by_event.items():
             if not event:
                 for s in group:
                     result.rejected[s.nonce] = "no event id: vivenu cannot file it"
                 continue
-            body = [{**({"ticketId": s.ticket_id} if s.ticket_id else {}), "barcode": s.barcode,
-                     "scanned_at": iso(s.at) or "", "type": "OK" if s.granted else "FAIL",
-                     "direction": "OUT" if s.direction == "out" else "IN"} for s in group]
             try:
-                self.http.request("POST", f"scans/{quote(event, safe='')}", json_body=body,
-                                  ok=(200, 201))
+                self.http.request("POST", f"scans/{quote(event, safe='')}",
+                                  json_bytes=bodies[event], ok=(200, 201))
             except Rejected as exc:
                 # "[i] what is wrong": the cloud names one scan and took none of the
                 # request; the others go back to pending. Without an index the
