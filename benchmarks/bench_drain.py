@@ -12,7 +12,12 @@ The floor, in the same run against the same emulator: the same scans in
 the same batches (500, one request per event) POSTed bare with httpx,
 bodies built beforehand, measured before and after the drain (the best
 of the two). The last line is the summary with the ratio drain/bare
-(target <= 1.2).
+(target <= 1.2). Beside it, not compared: the CPU seconds of the floor
+and of the drain (this process: the floor's httpx work, the drain's
+with its read-ahead thread), what reading the rows and building their
+bodies costs alone, and the journal's work alone (the same drain to a
+cloud that takes every scan at once, no HTTP): the minimum the drain
+adds to the floor.
 
 Then the scan path beside a drain: a copy of the same full journal is
 drained again, by another process (as the daemon's cloud process does),
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -37,8 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
+from turnstiled.backends.base import Backend, Capabilities, UploadResult
 from turnstiled.backends.vivenu import NAME, VivenuBackend, VivenuSettings
-from turnstiled.drain import Drainer
+from turnstiled.drain import Drainer, to_upload
 from turnstiled.journal import Journal, Scan
 from turnstiled.rules import Decision, Usage
 from turnstiled.secret import Secret
@@ -71,14 +78,43 @@ def batches_of(scans: list[Scan], size: int = 500) -> list[tuple[str, list[dict]
     return out
 
 
-def drain_all(path: Path, desc: dict) -> Drainer:
-    """The drainer as the daemon sets it up, run until it finds nothing left to claim."""
-    backend = VivenuBackend(VivenuSettings(token=Secret(desc["credentials"]["token"]),
-                                           base_url=desc["base_url"]))
+class TakesAll(Backend):
+    """A cloud that takes every scan at once, with no HTTP: the journal's work alone."""
+
+    name = NAME
+    capabilities = Capabilities(scan_upload=True)
+
+    def upload(self, scans, prepared=None):
+        return UploadResult(confirmed=[s.nonce for s in scans])
+
+
+def drain_all(path: Path, desc: dict | None) -> Drainer:
+    """The drainer as the daemon sets it up, run until it finds nothing left to claim.
+
+    *desc* None: to :class:`TakesAll` instead of the emulator.
+    """
+    backend = TakesAll() if desc is None else VivenuBackend(VivenuSettings(
+        token=Secret(desc["credentials"]["token"]), base_url=desc["base_url"]))
     drainer = Drainer(path, [backend], batch_delay_s=JournalSettings().upload_batch_delay_s)
     while drainer.drain_once("vivenu"):
         pass
     return drainer
+
+
+def body_costs(journal: Journal) -> dict[str, tuple[float, float]]:
+    """Seconds (wall, CPU) to read every pending row as the read-ahead does, and to build
+    their upload bodies from them (to_upload, the JSON bytes)."""
+    backend = VivenuBackend(VivenuSettings(token=Secret("x"), base_url="http://127.0.0.1:9/"))
+    c0, t0 = time.process_time(), time.perf_counter()
+    rows = journal.peek(NAME, 10_000_000)
+    out = {"rows read as the read-ahead reads them": (time.perf_counter() - t0,
+                                                      time.process_time() - c0)}
+    c0, t0 = time.process_time(), time.perf_counter()
+    for i in range(0, len(rows), 500):
+        backend.prepare_upload([to_upload(r) for r in rows[i:i + 500]])
+    out["their bodies built"] = time.perf_counter() - t0, time.process_time() - c0
+    backend.close()
+    return out
 
 
 def scan_commits(journal: Journal, n: int = 0,
@@ -131,13 +167,23 @@ def main() -> None:
                 journal.record(scans[-1])
             fill = time.perf_counter() - t0
             copy = Path(tmp) / "copy.db"  # the same full journal, for the scan-path run
-            with sqlite3.connect(copy) as dst:
-                journal.conn.backup(dst)
+            alone = Path(tmp) / "alone.db"  # and for the journal's work alone
+            for c in (copy, alone):
+                with sqlite3.connect(c) as dst:
+                    journal.conn.backup(dst)
+            parts = body_costs(journal)
             batches = batches_of(scans)
+            c0 = time.process_time()
             floor = bare_posts(desc, batches)
-            t0 = time.perf_counter()
+            floor_cpu = time.process_time() - c0
+            c0, t0 = time.process_time(), time.perf_counter()
             drainer = drain_all(path, desc)
             dt = time.perf_counter() - t0
+            cpu = time.process_time() - c0
+            c0, t0 = time.process_time(), time.perf_counter()
+            drain_all(alone, None).close()
+            parts["journal work alone (a cloud that takes all at once, no HTTP)"] = (
+                time.perf_counter() - t0, time.process_time() - c0)
             if journal.backlog() or drainer.alarms():
                 sys.exit(f"drain stopped early: {journal.counts()} {drainer.alarms()}")
             counts = journal.counts()
@@ -159,7 +205,11 @@ def main() -> None:
     print(f"drain of {args.scans:,} scans to the vivenu emulator: {dt:.2f} s "
           f"({args.scans / dt:,.0f} scans/s, batches of 500; target <= 5 s); "
           f"journal {counts}, emulator recorded {on_record:,} (with the bare POSTs' twice)")
-    print(f"floor: the same {len(batches)} requests POSTed bare: {floor:.2f} s")
+    print(f"floor: the same {len(batches)} requests POSTed bare: {floor:.2f} s "
+          f"(this process's CPU {floor_cpu:.2f} s; the drain's {cpu:.2f} s, its read-ahead "
+          f"thread's included; {os.cpu_count()} cores, the emulator on one)")
+    for what, (wall, c) in parts.items():
+        print(f"  {what}: {wall:.3f} s, CPU {c:.3f} s")
     print(f"scan-path journal commit, one every 2 ms, while another process drains "
           f"{args.scans:,} scans: {pcts(beside)}; with no drain: {pcts(alone)}")
     p99 = sorted(beside)[int(len(beside) * 0.99)], sorted(alone)[int(len(alone) * 0.99)]
