@@ -106,6 +106,26 @@ def test_a_redirect_is_a_set_up_to_mend_not_trouble_that_passes():
         http.close()
 
 
+def test_an_answer_is_freed_when_read_not_at_the_cycle_collectors_next_pass():
+    # A response and its stream referred to each other: every page of a full
+    # sync (~0.5 MB from vivenu) lived on until the collector ran (issue 14).
+    import gc
+
+    import httpx
+    with start_emulator("vivenu", tickets=30, seed=8) as e:
+        http = Http(e.base_url, headers={"token": e.credentials["token"]}, vendor="vivenu")
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(3):
+                status, body = http.request("GET", "me")
+                assert status == 200 and isinstance(body, dict)
+            assert not [o for o in gc.get_objects() if isinstance(o, httpx.Response)]
+        finally:
+            gc.enable()
+            http.close()
+
+
 # -- CrowdManager ------------------------------------------------------------
 @pytest.fixture
 def cm():

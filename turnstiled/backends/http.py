@@ -189,7 +189,12 @@ class Http:
         try:
             try:
                 resp = client.request(method, path.lstrip("/"), **kwargs)
-                resp.read()
+                # A response and its stream refer to each other (httpx's
+                # BoundSyncStream), so a read response lived on, body and all
+                # (a vivenu page: ~0.5 MB), until the cycle collector's next
+                # pass over its generation: some 20 pages at once in a full
+                # sync (issue 14). Its body as its stream ends the cycle.
+                resp.stream = httpx.ByteStream(resp.read())
             finally:
                 report_progress()
         except httpx.TimeoutException as exc:
