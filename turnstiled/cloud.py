@@ -46,8 +46,6 @@ REPORT_S = 0.5
 RESTART_S = 1.0
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
-M_MMAP_THRESHOLD = -3  # mallopt(3)
-MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value
 _LEN = struct.Struct("!I")
 
 
@@ -97,19 +95,6 @@ def _die_with_parent() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         libc.prctl(PR_SET_NAME, b"turnstiled-sync")
-
-
-def _release_large_blocks() -> None:
-    """Give every freed block of 128 KiB or more back to the system at once.
-
-    glibc raises its mmap threshold to the size of each mmapped block that
-    is freed (up to 32 MB), so after the first pages of a full sync their
-    bodies and buffers came from the heaps of the sync's threads, which
-    kept them. A fixed threshold (mallopt) stops that: two full syncs of a
-    million tickets peaked at 48-51 MB instead of 52-56 (issue 14).
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 def _child(cfg: Config, conn: Channel) -> None:
@@ -168,7 +153,6 @@ def _child(cfg: Config, conn: Channel) -> None:
 def main(argv: list[str]) -> None:
     """The child: ``python -m turnstiled.cloud FD PARENT_PID``; its config comes over FD."""
     _die_with_parent()
-    _release_large_blocks()
     fd, parent = int(argv[0]), int(argv[1])
     if os.getppid() != parent:  # the daemon died before prctl took effect
         return
