@@ -88,13 +88,17 @@ class TakesAll(Backend):
         return UploadResult(confirmed=[s.nonce for s in scans])
 
 
-def drain_all(path: Path, desc: dict | None) -> Drainer:
-    """The drainer as the daemon sets it up, run until it finds nothing left to claim.
+def vivenu(desc: dict) -> VivenuBackend:
+    """The backend, its HTTPS client made (the floor's client is made before its timing
+    too; the daemon's is made once, at its first sync or upload)."""
+    backend = VivenuBackend(VivenuSettings(token=Secret(desc["credentials"]["token"]),
+                                           base_url=desc["base_url"]))
+    backend.http.open()
+    return backend
 
-    *desc* None: to :class:`TakesAll` instead of the emulator.
-    """
-    backend = TakesAll() if desc is None else VivenuBackend(VivenuSettings(
-        token=Secret(desc["credentials"]["token"]), base_url=desc["base_url"]))
+
+def drain_all(path: Path, backend: Backend) -> Drainer:
+    """The drainer as the daemon sets it up, run until it finds nothing left to claim."""
     drainer = Drainer(path, [backend], batch_delay_s=JournalSettings().upload_batch_delay_s)
     while drainer.drain_once("vivenu"):
         pass
@@ -146,7 +150,7 @@ def main() -> None:
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.drain_child:
-        drain_all(Path(args.drain_child[0]), json.loads(args.drain_child[1]))
+        drain_all(Path(args.drain_child[0]), vivenu(json.loads(args.drain_child[1])))
         return
     sim = subprocess.Popen([sys.executable, "-m", "turnstiled.sim", "vivenu", "--port", "0",
                             "--tickets", "5000", "--json"], stdout=subprocess.PIPE, text=True)
@@ -176,12 +180,13 @@ def main() -> None:
             c0 = time.process_time()
             floor = bare_posts(desc, batches)
             floor_cpu = time.process_time() - c0
+            backend = vivenu(desc)
             c0, t0 = time.process_time(), time.perf_counter()
-            drainer = drain_all(path, desc)
+            drainer = drain_all(path, backend)
             dt = time.perf_counter() - t0
             cpu = time.process_time() - c0
             c0, t0 = time.process_time(), time.perf_counter()
-            drain_all(alone, None).close()
+            drain_all(alone, TakesAll()).close()
             parts["journal work alone (a cloud that takes all at once, no HTTP)"] = (
                 time.perf_counter() - t0, time.process_time() - c0)
             if journal.backlog() or drainer.alarms():
