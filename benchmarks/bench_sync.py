@@ -75,7 +75,8 @@ def cpu_parts(desc: dict, proc: subprocess.Popen, workdir: str) -> dict:
     """
     import httpx
 
-    from turnstiled.backends.vivenu import VivenuBackend, VivenuSettings, decode_page, to_rows
+    from turnstiled.backends.vivenu import VivenuBackend, VivenuSettings
+    from turnstiled.backends.vivenu_tickets import decode_page, to_rows
     from turnstiled.cache import Cache
     from turnstiled.secret import Secret
 

@@ -8,14 +8,8 @@ import time
 import pytest
 
 from turnstiled.backends.base import AuthError, Rejected, TimedOut, TransientError, UploadScan
-from turnstiled.backends.vivenu import (
-    Device,
-    VivenuBackend,
-    VivenuSettings,
-    decode_page,
-    to_rows,
-    to_ticket,
-)
+from turnstiled.backends.vivenu import VivenuBackend, VivenuSettings
+from turnstiled.backends.vivenu_tickets import Device, decode_page, to_rows, to_ticket
 from turnstiled.cache import Cache
 from turnstiled.online import OnlineChecker
 from turnstiled.secret import Secret
