@@ -45,7 +45,8 @@ import httpx
 
 from turnstiled.backends.base import Backend, Capabilities, UploadResult
 from turnstiled.backends.vivenu import NAME, VivenuBackend, VivenuSettings
-from turnstiled.drain import Drainer, to_upload
+from turnstiled.drain import Drainer
+from turnstiled.drain_event import to_upload
 from turnstiled.journal import Journal, Scan
 from turnstiled.rules import Decision, Usage
 from turnstiled.secret import Secret

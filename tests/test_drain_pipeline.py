@@ -15,7 +15,8 @@ import pytest
 
 from turnstiled.backends.base import Backend, Capabilities, UploadResult
 from turnstiled.backends.vivenu import VivenuBackend, VivenuSettings, _body
-from turnstiled.drain import Drainer, to_upload
+from turnstiled.drain import Drainer
+from turnstiled.drain_event import to_upload
 from turnstiled.journal import Journal, Scan
 from turnstiled.rules import Decision
 from turnstiled.secret import Secret
