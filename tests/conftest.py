@@ -6,6 +6,7 @@ import os
 import queue
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,14 @@ def make_config(tmp_path: Path, **sections: Any) -> Config:
         else:
             raw[key] = value
     return config_mod.from_dict(raw, str(tmp_path / "turnstiled.toml"))
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    """An empty journal in tmp_path (``journal.db``), closed after the test."""
+    j = Journal(tmp_path / "journal.db")
+    yield j
+    j.close()
 
 
 @pytest.fixture

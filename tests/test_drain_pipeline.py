@@ -13,13 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.test_upload_refusals import settings
 from turnstiled.backends.base import Backend, Capabilities, UploadResult
-from turnstiled.backends.vivenu import VivenuBackend, VivenuSettings, _body
+from turnstiled.backends.vivenu import VivenuBackend, _body
 from turnstiled.drain import Drainer
 from turnstiled.drain_event import to_upload
 from turnstiled.journal import Journal, Scan
 from turnstiled.rules import Decision
-from turnstiled.secret import Secret
 from turnstiled.sim import start_emulator
 
 SCANS = "POST /api/accessusers/scans/*"
@@ -30,19 +30,6 @@ def emu():
     e = start_emulator("vivenu", tickets=60, seed=7)
     yield e
     e.stop()
-
-
-@pytest.fixture
-def journal(tmp_path):
-    j = Journal(tmp_path / "journal.db")
-    yield j
-    j.close()
-
-
-def settings(emu=None) -> VivenuSettings:
-    url = emu.base_url if emu else "http://127.0.0.1:9/api/accessusers"
-    token = emu.credentials["token"] if emu else "t"
-    return VivenuSettings(token=Secret(token), base_url=url, timeout_s=2.0, online_check=False)
 
 
 class Watched(VivenuBackend):

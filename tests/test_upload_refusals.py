@@ -29,10 +29,13 @@ def emu():
     e.stop()
 
 
+def settings(emu) -> VivenuSettings:
+    return VivenuSettings(token=Secret(emu.credentials["token"]), base_url=emu.base_url,
+                          timeout_s=2.0, online_check=False)
+
+
 def backend(emu) -> VivenuBackend:
-    return VivenuBackend(VivenuSettings(token=Secret(emu.credentials["token"]),
-                                        base_url=emu.base_url, timeout_s=2.0,
-                                        online_check=False))
+    return VivenuBackend(settings(emu))
 
 
 def fill(journal: Journal, emu, n: int, event: str | None = None,
@@ -51,13 +54,6 @@ def drain(drainer: Drainer, passes: int = 20) -> None:
     for _ in range(passes):
         drainer.states["vivenu"].next_due = 0  # backoff is timing, not logic
         drainer.drain_once("vivenu")
-
-
-@pytest.fixture
-def journal(tmp_path):
-    j = Journal(tmp_path / "journal.db")
-    yield j
-    j.close()
 
 
 def test_event_not_accessible_keeps_rows_pending_with_alarm(emu, journal, tmp_path):
