@@ -126,7 +126,6 @@ class Checkpointer:
         self._wake = threading.Event()
         self._stopping = False
         self._running = False
-        self.runs = 0
         self._thread = threading.Thread(target=self._run, name=f"checkpoint-{path.name}",
                                         daemon=True)
         self._thread.start()
@@ -155,13 +154,12 @@ class Checkpointer:
     def _run(self) -> None:
         while True:
             self._wake.wait()
-            self._running = True
             self._wake.clear()
             if self._stopping:
                 return
+            self._running = True
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                self.runs += 1
             except Exception as exc:  # the thread must live on: the log would only grow
                 logger.warning("checkpoint of %s failed (tried again later): %s",
                                self.name, exc)
