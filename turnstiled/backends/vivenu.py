@@ -74,6 +74,20 @@ def _body(s: UploadScan) -> dict[str, str]:
             "direction": "OUT" if s.direction == "out" else "IN"}
 
 
+def _by_event(scans: Sequence[UploadScan]) -> dict[str, list[UploadScan]]:
+    """*scans* by event id ("" for none), in the order each event's first scan comes."""
+    by_event: dict[str, list[UploadScan]] = {}
+    for s in scans:
+        by_event.setdefault(s.event or "", []).append(s)
+    return by_event
+
+
+def _bodies(by_event: dict[str, list[UploadScan]]) -> dict[str, bytes]:
+    """Per event id: the body of its ``scans/{eventId}`` POST, encoded (none without an id)."""
+    return {event: json_bytes([_body(s) for s in group])
+            for event, group in by_event.items() if event}
+
+
 class VivenuBackend(Backend):
     """One vivenu device token."""
 
@@ -206,20 +220,14 @@ class VivenuBackend(Backend):
     # -- drain -----------------------------------------------------------
     def prepare_upload(self, scans: Sequence[UploadScan]) -> dict[str, bytes]:
         """Per event id: the body of its ``scans/{eventId}`` POST, encoded."""
-        by_event: dict[str, list[UploadScan]] = {}
-        for s in scans:
-            if s.event:
-                by_event.setdefault(s.event, []).append(s)
-        return {event: json_bytes([_body(s) for s in group]) for event, group in by_event.items()}
+        return _bodies(_by_event(scans))
 
     def upload(self, scans: Sequence[UploadScan],
                prepared: dict[str, bytes] | None = None) -> UploadResult:
         """POST ``scans/{eventId}``, one request per event; all-or-nothing per event."""
         result = UploadResult()
-        by_event: dict[str, list[UploadScan]] = {}
-        for s in scans:
-            by_event.setdefault(s.event or "", []).append(s)
-        bodies = self.prepare_upload(scans) if prepared is None else prepared
+        by_event = _by_event(scans)
+        bodies = prepared if prepared is not None else _bodies(by_event)
         for event, group in by_event.items():
             if not event:
                 for s in group:
