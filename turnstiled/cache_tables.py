@@ -141,7 +141,7 @@ def page_rows(source: str, pages: Iterable[Iterable[Ticket]], table: str,
     for page in pages:
         if hasattr(page, "rows"):
             if page.source != source:
-                raise ValueError(f"replace_source({source!r}) got a ticket of another source")
+                raise ValueError(f"replace_pages({source!r}) got a ticket of another source")
             rows = page.rows if page.encoded else [
                 (b, e, st, sep.join(z), nm, tid) for b, e, st, z, nm, tid in page.rows]
             yield list(_values(table, _ROWS_COLUMNS, rows, (page.entries, float(now))))
@@ -150,7 +150,7 @@ def page_rows(source: str, pages: Iterable[Iterable[Ticket]], table: str,
             for t in page:
                 if t.source != source:
                     raise ValueError(
-                        f"replace_source({source!r}) got a ticket of another source")
+                        f"replace_pages({source!r}) got a ticket of another source")
                 rows.append(ticket_row(t, now))
             yield list(_values(table, TABLE_COLUMNS, rows, ()))
 
