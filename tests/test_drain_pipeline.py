@@ -117,7 +117,7 @@ def test_a_crash_after_a_chained_send_leaves_that_batch_resent_only(tmp_path):
         capabilities = Capabilities(scan_upload=True)
         calls = 0
 
-        def upload(self, scans):
+        def upload(self, scans, prepared=None):
             self.calls += 1
             if self.calls == 2:
                 raise SystemExit("power cut after the cloud stored the second batch")

@@ -47,7 +47,7 @@ class ScriptedCloud(Backend):
         self.named: set[str] = set()
         self.resent_at_send: dict[str, bool] = {}
 
-    def upload(self, scans):
+    def upload(self, scans, prepared=None):
         step = next(self.script, "ok")
         if step == "transient":
             raise TransientError("503", status=503, retry_after=0)

@@ -149,7 +149,7 @@ class Broken(Backend):
         self.calls = 0
         self.seen: list[bool] = []
 
-    def upload(self, scans):
+    def upload(self, scans, prepared=None):
         self.calls += 1
         self.seen = [s.resent for s in scans]
         if self.calls == 1:

@@ -13,7 +13,8 @@ Once the batch's answers are in, ONE commit settles it and claims the
 next (the oldest pending rows then, as a claim alone would take them),
 which is sent at once. A row is in flight only from just before its
 send, as without the pipeline; a pass that released rows (a failure, an
-unanswered scan, a refusal narrowed down) ends the chain.
+unanswered scan) or claimed rows beyond the batch (a lone refusal's tail)
+ends the chain.
 
 Refusals, and how a refused request is told from a refused scan:
 :mod:`turnstiled.drain_event`.

@@ -23,7 +23,19 @@ from typing import TYPE_CHECKING, Any
 
 from turnstiled.backends.base import Rejected, RequestRefused, UploadResult, UploadScan
 from turnstiled.journal import Journal
-from turnstiled.journal_uploads import EVENT, ID, NONCE, RESENT, Settlement
+from turnstiled.journal_uploads import (
+    AT,
+    BARCODE,
+    DIRECTION,
+    EVENT,
+    GATE_ID,
+    GRANTED,
+    ID,
+    NONCE,
+    RESENT,
+    TICKET_ID,
+    Settlement,
+)
 
 if TYPE_CHECKING:
     from turnstiled.drain import DrainState
@@ -36,8 +48,8 @@ PROBES = 3  # lone refusals, with nothing taken, before the rest of a batch is t
 def to_upload(row: Any) -> UploadScan:
     """A claimed row (:data:`~turnstiled.journal_uploads.CLAIMED` columns) as a backend
     uploads it."""
-    return UploadScan(row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7], row[8],
-                      bool(row[9]))
+    return UploadScan(row[NONCE], row[BARCODE], row[AT], bool(row[GRANTED]), row[DIRECTION],
+                      row[EVENT], row[TICKET_ID], row[GATE_ID], bool(row[RESENT]))
 
 
 @dataclass
@@ -50,7 +62,7 @@ class EventPass:
     in_request: list[int] = field(default_factory=list)  # ids of the request under way
     tail_tried: bool = False
     held: bool = False  # a scan went unanswered: the event's later scans wait for it
-    done: Settlement = field(default_factory=Settlement)  # written once, at the pass's end
+    done: Settlement = field(default_factory=Settlement)  # the batch's: one commit
 
 
 def event_pass(st: DrainState, journal: Journal, rows: list[Any], p: EventPass, size: int,
@@ -88,12 +100,8 @@ def _send(st: DrainState, rows: list[Any], p: EventPass,
         p.in_request = [r[ID] for r in chunk]
         ahead, prepared = prepared, None  # built for the whole of *rows*: the first chunk
         try:
-            if ahead is None:
-                result = st.backend.upload([to_upload(r) for r in chunk])
-            elif ahead[1] is None:  # the backend builds its bodies itself
-                result = st.backend.upload(ahead[0])
-            else:
-                result = st.backend.upload(*ahead)
+            scans, bodies = ahead or ([to_upload(r) for r in chunk], None)
+            result = st.backend.upload(scans, bodies)
         except RequestRefused:
             raise
         except Rejected as exc:
@@ -124,7 +132,7 @@ def _send(st: DrainState, rows: list[Any], p: EventPass,
                 p.done.release(later, "waits for an earlier scan of its event")
             return
 
-def _settle(st: DrainState, rows: list[dict[str, Any]], result: UploadResult,
+def _settle(st: DrainState, rows: list[Any], result: UploadResult,
             p: EventPass) -> None:
     """Note the cloud's per-scan answer to *rows* (written with the pass's others)."""
     by_nonce = {r[NONCE]: r for r in rows}

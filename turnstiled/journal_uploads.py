@@ -44,7 +44,7 @@ class Settlement:
     rejected: dict[int, str] = field(default_factory=dict)
     notes: dict[int, str] = field(default_factory=dict)  # remarks on confirmed rows
     back: list[tuple[list[int], str, int]] = field(default_factory=list)
-    tail: bool = False  # rows were claimed beyond the batch (a refusal narrowed down)
+    tail: bool = False  # rows were claimed beyond the batch (a lone refusal's tail): the chain ends
 
     def release(self, ids: Iterable[int], note: str, resent: Container[int] = ()) -> None:
         """Rows back to pending; those in *resent* may have reached the cloud."""

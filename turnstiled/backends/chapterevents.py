@@ -144,7 +144,7 @@ class ChapterEventsBackend(Backend):
                                          "registered when the server answers again")
 
     # -- drain -------------------------------------------------------------
-    def upload(self, scans: Sequence[UploadScan]) -> UploadResult:
+    def upload(self, scans: Sequence[UploadScan], prepared: Any = None) -> UploadResult:
         """Register each journaled admission: check, then use; earlier uses are conflicts.
 
         A use whose answer was lost (a reset or timeout after it was

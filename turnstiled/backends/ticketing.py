@@ -258,7 +258,7 @@ class TicketingBackend(Backend):
         return Delta(self._pages(params, keep_foreign=True), anchor)
 
     # -- drain -----------------------------------------------------------
-    def upload(self, scans: Sequence[UploadScan]) -> UploadResult:
+    def upload(self, scans: Sequence[UploadScan], prepared: Any = None) -> UploadResult:
         event = self._exchange()
         device = self._device(scans)
         body = {"redeemer": device, "device": device, "serials": [s.barcode for s in scans]}
