@@ -37,7 +37,6 @@ pages with every other Python process running here, so it flatters.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
@@ -53,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_latency import write_config
+from bench_sync import start_sim
 
 from turnstiled import control
 
@@ -171,13 +171,6 @@ class Sampler(threading.Thread):
         self.samples += 1
 
 
-def start_sim(tickets: int) -> tuple[subprocess.Popen, dict]:
-    proc = subprocess.Popen(["nice", "-n", "19", sys.executable, "-m", "turnstiled.sim", "vivenu",
-                             "--port", "0", "--tickets", str(tickets), "--json"],
-                            stdout=subprocess.PIPE, text=True)
-    return proc, json.loads(proc.stdout.readline())
-
-
 def last_full(db: Path) -> float | None:
     if not db.exists():
         return None
@@ -215,7 +208,7 @@ def scanning(master: int, stop: threading.Event) -> None:
 
 
 def measure(n: int, every_s: float) -> dict:
-    sim, desc = start_sim(n)
+    sim, desc = start_sim(n, nice=True)
     master, slave = os.openpty()
     daemon = None
     try:

@@ -36,8 +36,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def start_sim(tickets: int) -> tuple[subprocess.Popen, dict]:
-    proc = subprocess.Popen([sys.executable, "-m", "turnstiled.sim", "vivenu", "--port", "0",
+def start_sim(tickets: int, nice: bool = False) -> tuple[subprocess.Popen, dict]:
+    """The vivenu emulator in its own process (*nice*: at the lowest priority), and its
+    description."""
+    proc = subprocess.Popen(["nice", "-n", "19"] * nice + [
+                             sys.executable, "-m", "turnstiled.sim", "vivenu", "--port", "0",
                              "--tickets", str(tickets), "--json"],
                             stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
